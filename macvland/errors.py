@@ -1,0 +1,57 @@
+"""Errors, sorted by who must act on them.
+
+    MacvlandError
+    ├── SpecError            the operator: the spec is wrong; every problem, with its place
+    ├── KernelError          transient or environmental: a netlink request the kernel refused
+    └── NamespaceUnavailable the environment: a namespace file that cannot be entered
+
+Anything else is a bug and is allowed to crash (systemd restarts the daemon).
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+from dataclasses import dataclass
+
+
+class MacvlandError(Exception):
+    """Base of every error macvland expects and reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpecProblem:
+    """One thing wrong in a spec, with its place: file:line:col: path: message."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(MacvlandError):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class KernelError(MacvlandError):
+    """The kernel answered a netlink request with an error."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        self.errno = code
+        self.kernel_message = message
+        name = errno_codes.errorcode.get(code, str(code))
+        text = f"{name}: {os.strerror(code)}"
+        super().__init__(f"{text} ({message})" if message else text)
+
+
+class NamespaceUnavailable(MacvlandError):
+    def __init__(self, netns: str, reason: str) -> None:
+        self.netns = netns
+        super().__init__(f"netns {netns}: {reason}")

@@ -1,0 +1,42 @@
+"""Where macvland has put interfaces, remembered across runs.
+
+An interface that leaves the spec must be deleted even when the spec no longer names its
+namespace, so the namespaces that hold (or are about to hold) owned interfaces are kept in a
+small file. It lives under /run by default: namespaces do not outlive a reboot either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+DEFAULT_STATE_DIR = "/run/macvland"
+
+
+class Ledger:
+    def __init__(self, state_dir: str | None = None) -> None:
+        directory = state_dir or os.environ.get("MACVLAND_STATE_DIR") or DEFAULT_STATE_DIR
+        self.path = os.path.join(directory, "namespaces.json")
+
+    def namespaces(self) -> frozenset[str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                names = json.load(file)
+        except FileNotFoundError:
+            return frozenset()
+        except (OSError, ValueError):
+            # A damaged file only costs the memory of far-away orphans; say nothing worse.
+            return frozenset()
+        return frozenset(n for n in names if isinstance(n, str))
+
+    def record(self, namespaces: Iterable[str]) -> None:
+        """Replace the remembered set, atomically (write a temporary file, then rename)."""
+        names = sorted(set(namespaces))
+        if names == sorted(self.namespaces()):
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(names, file)
+        os.replace(temporary, self.path)

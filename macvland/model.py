@@ -1,0 +1,161 @@
+"""The vocabulary shared by every layer: what is wanted and what the kernel has.
+
+Everything here is immutable data with no I/O, so the parser, the planner and the tests can
+build and compare states freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# A namespace as the spec names it: None is the namespace macvland runs in ("home"), a bare
+# name is an entry under /run/netns, and an absolute path is any netns file.
+Netns = str | None
+
+OWNER_ALIAS = "managed-by=macvland"
+"""The interface alias that marks an interface as macvland's own.
+
+The alias lives on the net_device, so it survives restarts of macvland and namespace moves.
+"""
+
+DEFAULT_BC_CUTOFF = 1
+"""The kernel's port-wide broadcast cutoff when none was set (it omits the attribute then)."""
+
+DEFAULT_BC_QUEUE_LEN = 1000
+"""What the kernel records as an interface's requested queue length when none is given."""
+
+
+class Mode(StrEnum):
+    BRIDGE = "bridge"
+    VEPA = "vepa"
+    PRIVATE = "private"
+    PASSTHRU = "passthru"
+    SOURCE = "source"
+
+
+class Flag(StrEnum):
+    NOPROMISC = "nopromisc"
+    NODST = "nodst"
+
+
+FLAG_MODE: Mapping[Flag, Mode] = {Flag.NOPROMISC: Mode.PASSTHRU, Flag.NODST: Mode.SOURCE}
+"""The only mode in which each flag means something."""
+
+
+class State(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    ABSENT = "absent"
+
+
+def netns_label(netns: Netns) -> str:
+    """How a namespace is named in messages."""
+    return "host" if netns is None else netns
+
+
+@dataclass(frozen=True, slots=True)
+class MacvlanSpec:
+    """One interface as the operator wants it.
+
+    Optional settings that are None are left as the kernel has them.
+    """
+
+    name: str
+    parent: str
+    mode: Mode = Mode.BRIDGE
+    netns: Netns = None
+    flags: frozenset[Flag] = frozenset()
+    source_macs: frozenset[str] = frozenset()
+    mac: str | None = None
+    mtu: int | None = None
+    state: State = State.UP
+    bcqueuelen: int | None = None
+    bc_cutoff: int | None = None
+    origin: str = field(default="", compare=False)
+    """Where the spec defines it ("file:line"), for messages."""
+
+    @property
+    def key(self) -> tuple[Netns, str]:
+        return (self.netns, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    interfaces: tuple[MacvlanSpec, ...] = ()
+    source: str = ""
+    """The file or directory the spec came from."""
+    sha256: str = ""
+    """Hash of the spec's bytes, to tie every change to the spec it serves."""
+
+    def namespaces(self) -> frozenset[Netns]:
+        return frozenset(spec.netns for spec in self.interfaces)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One network interface as the kernel reports it.
+
+    The macvlan fields are None (or empty) when the link is not a macvlan.
+    """
+
+    netns: Netns
+    name: str
+    ifindex: int
+    kind: str | None
+    up: bool
+    mtu: int
+    mac: str | None
+    alias: str | None = None
+    parent: str | None = None
+    """Name of the lower device when it lives in macvland's own namespace."""
+    lower: str | None = None
+    """The lower device as the kernel names it, for display: "eth1", or "if7@nsid 3"."""
+    mode: Mode | None = None
+    flags: frozenset[Flag] = frozenset()
+    source_macs: frozenset[str] = frozenset()
+    bcqueuelen: int | None = None
+    bc_cutoff: int | None = None
+    """The parent-wide cutoff, with the kernel's default filled in when it omits it."""
+
+    @property
+    def key(self) -> tuple[Netns, str]:
+        return (self.netns, self.name)
+
+    @property
+    def is_macvlan(self) -> bool:
+        return self.kind == "macvlan"
+
+    @property
+    def owned(self) -> bool:
+        return self.is_macvlan and self.alias == OWNER_ALIAS
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedState:
+    """What the kernel has in every namespace that was looked at.
+
+    `links` holds the namespaces that could be read; `missing` the named ones that do not
+    exist (their interfaces are pending, not failed); `unreadable` those that exist but could
+    not be entered or dumped.
+    """
+
+    links: Mapping[Netns, Mapping[str, Link]] = field(default_factory=dict)
+    """Per namespace, its links by name."""
+    missing: frozenset[Netns] = frozenset()
+    unreadable: Mapping[Netns, str] = field(default_factory=dict)
+    """Namespaces that exist but could not be read, with the reason."""
+
+    def get(self, netns: Netns, name: str) -> Link | None:
+        return self.links.get(netns, {}).get(name)
+
+    def all_links(self) -> Iterator[Link]:
+        for links in self.links.values():
+            yield from links.values()
+
+    def owned(self) -> Iterator[Link]:
+        return (link for link in self.all_links() if link.owned)
+
+    def home_names(self) -> frozenset[str]:
+        return frozenset(self.links.get(None, {}))

@@ -1,0 +1,154 @@
+"""Network namespaces: where each one is, and a long-lived netlink socket inside each.
+
+A socket created inside a namespace stays bound to it, so each namespace is entered once (by a
+short-lived thread, since setns(2) moves only the calling thread) and its socket reused. A
+namespace file can be replaced (`ip netns del x; ip netns add x`): the file's inode is checked
+on every use and a stale socket is reopened.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from macvland.errors import KernelError, NamespaceUnavailable
+from macvland.model import Netns
+from macvland.rtnl import RtnlSocket
+
+RUN_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+
+
+class NamespaceMissing(Exception):
+    """The namespace file does not exist (yet): its interfaces are pending."""
+
+
+def _libc_setns(fd: int, nstype: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, nstype) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+_setns: Callable[[int, int], None] = getattr(os, "setns", _libc_setns)
+
+
+def _socket_in(fd: int) -> socket.socket:
+    """A NETLINK_ROUTE socket created inside the namespace behind `fd`."""
+    result: list[socket.socket | BaseException] = []
+
+    def enter_and_open() -> None:
+        try:
+            _setns(fd, CLONE_NEWNET)
+            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                        socket.NETLINK_ROUTE))
+        except BaseException as error:  # handed to the caller's thread below
+            result.append(error)
+
+    # This thread ends inside the other namespace; nothing else ever runs on it.
+    thread = threading.Thread(target=enter_and_open, name="macvland-setns")
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+class _Entry:
+    def __init__(self, fd: int, sock: RtnlSocket) -> None:
+        self.fd = fd
+        self.sock = sock
+        self.identity = _identity(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+class Namespaces:
+    """The namespaces macvland works in, each with its file descriptor and socket.
+
+    `home` is the namespace macvland manages from (None: the one this process runs in); tests
+    pass a throwaway namespace's path so that nothing of the host's is ever touched.
+    """
+
+    def __init__(self, home: str | None = None, run_dir: str = RUN_DIR) -> None:
+        self.home = home
+        self.run_dir = run_dir
+        self._entries: dict[Netns, _Entry] = {}
+
+    def path(self, netns: Netns) -> str:
+        if netns is None:
+            return self.home or "/proc/self/ns/net"
+        return netns if os.path.isabs(netns) else os.path.join(self.run_dir, netns)
+
+    def _entry(self, netns: Netns) -> _Entry:
+        path = self.path(netns)
+        entry = self._entries.get(netns)
+        if entry is not None:
+            try:
+                if _identity_of_path(path) == entry.identity:
+                    return entry
+            except FileNotFoundError:
+                pass
+            self._drop(netns)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NamespaceMissing(path) from None
+        except OSError as error:
+            raise NamespaceUnavailable(path, error.strerror or str(error)) from None
+        try:
+            sock = RtnlSocket(_socket_in(fd) if netns is not None or self.home else
+                              socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                            socket.NETLINK_ROUTE))
+        except OSError as error:
+            os.close(fd)
+            raise NamespaceUnavailable(path, error.strerror or str(error)) from None
+        entry = self._entries[netns] = _Entry(fd, sock)
+        return entry
+
+    def socket(self, netns: Netns) -> RtnlSocket:
+        """The socket inside `netns`; raises NamespaceMissing or NamespaceUnavailable."""
+        return self._entry(netns).sock
+
+    def fd(self, netns: Netns) -> int:
+        """A descriptor of `netns`, for IFLA_NET_NS_FD and RTM_GETNSID."""
+        return self._entry(netns).fd
+
+    def home_nsid(self, netns: Netns) -> int | None:
+        """The id under which `netns` knows macvland's own namespace (None: it has none)."""
+        if netns is None:
+            return None
+        try:
+            return self.socket(netns).nsid(self.fd(None))
+        except KernelError:
+            return None
+
+    @property
+    def writes(self) -> int:
+        return sum(entry.sock.writes for entry in self._entries.values())
+
+    def _drop(self, netns: Netns) -> None:
+        entry = self._entries.pop(netns)
+        entry.sock.close()
+        os.close(entry.fd)
+
+    def close(self) -> None:
+        for netns in list(self._entries):
+            self._drop(netns)
+
+    def __enter__(self) -> Namespaces:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _identity_of_path(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)

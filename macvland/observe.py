@@ -1,0 +1,77 @@
+"""Read what the kernel has: one link dump per namespace, never a query per interface.
+
+Read-only. A namespace that does not exist is reported as missing (its interfaces are pending),
+one that cannot be entered as unreadable; neither stops the others from being read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from macvland.errors import KernelError, NamespaceUnavailable
+from macvland.model import DEFAULT_BC_CUTOFF, Flag, Link, Mode, Netns, ObservedState
+from macvland.netns import NamespaceMissing, Namespaces
+from macvland.rtnl import RawLink
+
+
+def observe(namespaces: Namespaces, wanted: Iterable[Netns]) -> ObservedState:
+    """The links of macvland's own namespace and of every namespace in `wanted`."""
+    raw: dict[Netns, list[RawLink]] = {}
+    missing: set[Netns] = set()
+    unreadable: dict[Netns, str] = {}
+    # Home first: the others' parents are resolved against it.
+    for netns in [None, *sorted({ns for ns in wanted if ns is not None})]:
+        try:
+            raw[netns] = namespaces.socket(netns).links()
+        except NamespaceMissing:
+            missing.add(netns)
+        except (NamespaceUnavailable, KernelError) as error:
+            unreadable[netns] = str(error)
+    home_names = {link.ifindex: link.name for link in raw.get(None, ())}
+    links: dict[Netns, Mapping[str, Link]] = {}
+    for netns, found in raw.items():
+        home_nsid = _home_nsid(namespaces, netns, found)
+        local = {link.ifindex: link.name for link in found}
+        links[netns] = {
+            link.name: _link(netns, link, local, home_names, home_nsid) for link in found
+        }
+    return ObservedState(links, frozenset(missing), unreadable)
+
+
+def _home_nsid(namespaces: Namespaces, netns: Netns, found: list[RawLink]) -> int | None:
+    # Only asked when some link there has its lower device in another namespace.
+    if netns is None or all(link.link_netnsid is None for link in found):
+        return None
+    return namespaces.home_nsid(netns)
+
+
+def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
+          home_names: Mapping[int, str], home_nsid: int | None) -> Link:
+    parent = lower = None
+    if raw.link is not None and raw.link != raw.ifindex:
+        if raw.link_netnsid is None:
+            lower = local.get(raw.link, f"if{raw.link}")
+            parent = lower if netns is None else None
+        elif home_nsid is not None and raw.link_netnsid == home_nsid:
+            parent = lower = home_names.get(raw.link, f"if{raw.link}")
+        else:
+            lower = f"if{raw.link}@nsid {raw.link_netnsid}"
+    macvlan = raw.kind == "macvlan"
+    return Link(
+        netns=netns,
+        name=raw.name,
+        ifindex=raw.ifindex,
+        kind=raw.kind,
+        up=raw.up,
+        mtu=raw.mtu,
+        mac=raw.mac,
+        alias=raw.alias,
+        parent=parent if macvlan else None,
+        lower=lower,
+        mode=Mode(raw.mode) if macvlan and raw.mode else None,
+        flags=frozenset(Flag(f) for f in raw.flags),
+        source_macs=raw.source_macs,
+        bcqueuelen=raw.bcqueuelen,
+        bc_cutoff=(raw.bc_cutoff if raw.bc_cutoff is not None else DEFAULT_BC_CUTOFF)
+        if macvlan else None,
+    )

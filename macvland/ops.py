@@ -1,0 +1,209 @@
+"""Operations: the steps of a plan, each small, frozen and able to describe itself.
+
+An operation names its interface by (netns, name) and, where the planner saw it, by ifindex:
+apply addresses the kernel by ifindex so that a link replaced behind our back is never hit by
+mistake. An ifindex of None means "the link this same plan just moved there", which apply looks
+up by name and checks before touching it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from macvland.model import MacvlanSpec, Netns, State, netns_label
+
+
+def _where(netns: Netns) -> str:
+    return "" if netns is None else f" in netns {netns}"
+
+
+def show(value: object) -> str:
+    """A field value as an operator reads it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(str(v) for v in value)) or "none"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    field: str
+    old: object
+    new: object
+
+    def __str__(self) -> str:
+        return f"{self.field} {show(self.old)} -> {show(self.new)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "old": _jsonable(self.old), "new": _jsonable(self.new)}
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, frozenset):
+        return sorted(str(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    spec: MacvlanSpec
+    parent_ifindex: int
+    recreate: str | None = None
+    """Why an existing interface is being replaced, when it is."""
+
+    kind = "create"
+
+    @property
+    def netns(self) -> Netns:
+        return self.spec.netns
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> str:
+        s = self.spec
+        settings = [f"macvlan {s.mode} on {s.parent}"]
+        if s.flags:
+            settings.append(f"flags {show(s.flags)}")
+        if s.source_macs:
+            settings.append(f"source MACs {show(s.source_macs)}")
+        settings += [f"{f} {v}" for f, v in
+                     (("mac", s.mac), ("mtu", s.mtu), ("bcqueuelen", s.bcqueuelen),
+                      ("bc_cutoff", s.bc_cutoff)) if v is not None]
+        settings.append("up" if s.state is State.UP else "down")
+        verb = f"recreate ({self.recreate})" if self.recreate else "create"
+        return f"{s.name}{_where(s.netns)}: {verb}: {', '.join(settings)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.spec
+        return {"op": "create", "netns": s.netns, "name": s.name, "recreate": self.recreate,
+                "parent": s.parent, "mode": str(s.mode), "flags": _jsonable(s.flags),
+                "source_macs": _jsonable(s.source_macs), "mac": s.mac, "mtu": s.mtu,
+                "state": str(s.state), "bcqueuelen": s.bcqueuelen, "bc_cutoff": s.bc_cutoff}
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    netns: Netns
+    name: str
+    ifindex: int
+    parent: str | None
+    reason: str
+    recreate: bool = False
+
+    kind = "delete"
+
+    def describe(self) -> str:
+        how = "delete to recreate" if self.recreate else "delete"
+        return f"{self.name}{_where(self.netns)}: {how} ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": "delete", "netns": self.netns, "name": self.name, "ifindex": self.ifindex,
+                "reason": self.reason, "recreate": self.recreate}
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Move a link to another namespace; the kernel keeps its settings but takes it down."""
+
+    netns: Netns
+    """Where the link is now."""
+    name: str
+    ifindex: int
+    target: Netns
+
+    kind = "move"
+
+    def describe(self) -> str:
+        return (f"{self.name}: netns {netns_label(self.netns)} -> {netns_label(self.target)}"
+                " (in place)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": "move", "netns": self.netns, "name": self.name, "ifindex": self.ifindex,
+                "target": self.target}
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Mark an existing macvlan that the spec names as macvland's own."""
+
+    netns: Netns
+    name: str
+    ifindex: int
+    parent: str
+
+    kind = "adopt"
+
+    def describe(self) -> str:
+        return f"{self.name}{_where(self.netns)}: adopt existing macvlan on {self.parent}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": "adopt", "netns": self.netns, "name": self.name, "ifindex": self.ifindex}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Change link and macvlan settings in place, in one request."""
+
+    netns: Netns
+    name: str
+    ifindex: int | None
+    changes: tuple[FieldChange, ...]
+
+    kind = "change"
+
+    def new(self, field: str) -> object:
+        for change in self.changes:
+            if change.field == field:
+                return change.new
+        raise KeyError(field)
+
+    def fields(self) -> frozenset[str]:
+        return frozenset(c.field for c in self.changes)
+
+    def describe(self) -> str:
+        return f"{self.name}{_where(self.netns)}: {', '.join(map(str, self.changes))} (in place)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": "change", "netns": self.netns, "name": self.name, "ifindex": self.ifindex,
+                "changes": [c.to_dict() for c in self.changes]}
+
+
+@dataclass(frozen=True, slots=True)
+class AddSourceMac:
+    netns: Netns
+    name: str
+    ifindex: int | None
+    mac: str
+
+    kind = "add-source-mac"
+
+    def describe(self) -> str:
+        return f"{self.name}{_where(self.netns)}: source MAC + {self.mac} (in place)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "mac": self.mac}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSourceMac:
+    netns: Netns
+    name: str
+    ifindex: int | None
+    mac: str
+
+    kind = "remove-source-mac"
+
+    def describe(self) -> str:
+        return f"{self.name}{_where(self.netns)}: source MAC - {self.mac} (in place)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "mac": self.mac}
+
+
+Operation = Create | Delete | Move | Adopt | Change | AddSourceMac | RemoveSourceMac

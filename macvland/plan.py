@@ -1,0 +1,225 @@
+"""The planner: a pure function from (desired, observed) to the smallest ordered plan.
+
+No I/O happens here. The rules it encodes, and why:
+
+- Identity is (netns, name). A link is macvland's when it carries the owner alias; a macvlan of
+  the wanted name on the wanted parent is adopted; anything else of that name is a conflict and
+  is never touched.
+- Whatever the kernel changes in place is changed in place (mode among non-passthru modes,
+  flags, source MACs, MAC, MTU, up/down, broadcast settings, namespace). The kernel silently
+  ignores a new parent on an existing macvlan and refuses to enter or leave passthru, so those
+  two, and only those, delete and recreate.
+- Order: deletes, moves, in-place changes, creates. Deletes free names and MACs that later
+  steps reuse; creates come last so a passthru interface finds its parent free.
+- Source MACs change by additions first and removals second, so the list is never briefly
+  empty (a replace would flush it, and the kernel applies it without rollback).
+- An owned link whose key left the spec is deleted; but one that could be moved to a namespace
+  that does not exist yet is left where it is until that namespace appears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from macvland.model import (
+    DesiredState,
+    Link,
+    MacvlanSpec,
+    Mode,
+    Netns,
+    ObservedState,
+    State,
+    netns_label,
+)
+from macvland.ops import (
+    AddSourceMac,
+    Adopt,
+    Change,
+    Create,
+    Delete,
+    FieldChange,
+    Move,
+    Operation,
+    RemoveSourceMac,
+)
+
+
+class Condition(StrEnum):
+    IN_SYNC = "in sync"
+    DRIFTED = "drifted"
+    PENDING = "pending"
+    CONFLICT = "conflict"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Where one spec interface stands, and why."""
+
+    spec: MacvlanSpec
+    condition: Condition
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    operations: tuple[Operation, ...]
+    verdicts: tuple[Verdict, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.operations)
+
+
+_PHASE = {Delete: 0, Move: 1, Adopt: 2, Change: 2, AddSourceMac: 2, RemoveSourceMac: 2, Create: 3}
+
+
+def plan(desired: DesiredState, observed: ObservedState) -> Plan:
+    planner = _Planner(desired, observed)
+    verdicts = tuple(planner.visit(spec) for spec in sorted(desired.interfaces, key=_sort_key))
+    planner.delete_orphans()
+    ops = sorted(planner.ops, key=lambda op: _PHASE[type(op)])  # stable: keeps per-link order
+    return Plan(tuple(ops), verdicts)
+
+
+def _sort_key(spec: MacvlanSpec) -> tuple[str, str]:
+    return (spec.netns or "", spec.name)
+
+
+class _Planner:
+    def __init__(self, desired: DesiredState, observed: ObservedState) -> None:
+        self.observed = observed
+        self.ops: list[Operation] = []
+        self.wanted = {s.key for s in desired.interfaces if s.state is not State.ABSENT}
+        # Links accounted for by a spec entry: everything owned and not claimed is an orphan.
+        self.claimed: set[tuple[Netns, str]] = set()
+        self.home_names = observed.home_names()
+
+    def visit(self, spec: MacvlanSpec) -> Verdict:
+        before = len(self.ops)
+        verdict = self._visit(spec)
+        if verdict is None:
+            mine = self.ops[before:]
+            if not mine:
+                return Verdict(spec, Condition.IN_SYNC)
+            return Verdict(spec, Condition.DRIFTED, "; ".join(op.describe() for op in mine))
+        return verdict
+
+    def _visit(self, spec: MacvlanSpec) -> Verdict | None:
+        self.claimed.add(spec.key)
+        if spec.netns in self.observed.missing:
+            if spec.state is not State.ABSENT:
+                self._hold_move_source(spec)
+                return Verdict(spec, Condition.PENDING,
+                               f"waits for netns {spec.netns} (it does not exist)")
+            return None
+        if spec.netns not in self.observed.links:
+            reason = self.observed.unreadable.get(spec.netns, "it was not observed")
+            return Verdict(spec, Condition.ERROR,
+                           f"netns {netns_label(spec.netns)} cannot be read: {reason}")
+        link = self.observed.get(spec.netns, spec.name)
+        if spec.state is State.ABSENT:
+            return self._absent(spec, link)
+        if spec.parent not in self.home_names:
+            return Verdict(spec, Condition.PENDING, f"waits for parent {spec.parent}")
+        if link is None:
+            self._create_or_move(spec)
+            return None
+        if not link.is_macvlan:
+            kind = link.kind or "device"
+            return Verdict(spec, Condition.CONFLICT,
+                           f"{link.name} already exists as a {kind}, not a macvlan")
+        if not link.owned and link.parent != spec.parent:
+            return Verdict(spec, Condition.CONFLICT,
+                           f"{link.name} is a macvlan on {link.lower} that macvland does not "
+                           f"own (the spec wants parent {spec.parent})")
+        why = _recreate_reason(link, spec)
+        if why:
+            self.ops += [Delete(link.netns, link.name, link.ifindex, link.parent, why, True),
+                         Create(spec, self._parent_ifindex(spec), why)]
+            return None
+        if not link.owned:
+            self.ops.append(Adopt(link.netns, link.name, link.ifindex, spec.parent))
+        self.ops += _converge(link, spec, link.ifindex)
+        return None
+
+    def _absent(self, spec: MacvlanSpec, link: Link | None) -> Verdict | None:
+        if link is None:
+            return None
+        if not link.is_macvlan:
+            return Verdict(spec, Condition.CONFLICT,
+                           f"{link.name} is a {link.kind or 'device'}; state: absent only "
+                           "deletes macvlans")
+        self.ops.append(Delete(link.netns, link.name, link.ifindex, link.parent,
+                               "the spec says state: absent"))
+        return None
+
+    def _move_source(self, spec: MacvlanSpec) -> Link | None:
+        """An owned link of this name, elsewhere, that no spec entry keeps where it is."""
+        for link in self.observed.owned():
+            if (link.name == spec.name and link.netns != spec.netns
+                    and link.key not in self.wanted and link.key not in self.claimed
+                    and link.parent == spec.parent
+                    and not _recreate_reason(link, spec)):
+                return link
+        return None
+
+    def _hold_move_source(self, spec: MacvlanSpec) -> None:
+        # Keep the link where it is until its new namespace exists, then move it.
+        source = self._move_source(spec)
+        if source is not None:
+            self.claimed.add(source.key)
+
+    def _create_or_move(self, spec: MacvlanSpec) -> None:
+        source = self._move_source(spec)
+        if source is None:
+            self.ops.append(Create(spec, self._parent_ifindex(spec)))
+            return
+        self.claimed.add(source.key)
+        self.ops.append(Move(source.netns, source.name, source.ifindex, spec.netns))
+        # The kernel takes a link down when it changes namespace, and may renumber it.
+        moved = dataclasses.replace(source, netns=spec.netns, up=False)
+        self.ops += _converge(moved, spec, None)
+
+    def _parent_ifindex(self, spec: MacvlanSpec) -> int:
+        parent = self.observed.get(None, spec.parent)
+        assert parent is not None, "visit() checks the parent exists"
+        return parent.ifindex
+
+    def delete_orphans(self) -> None:
+        for link in sorted(self.observed.owned(), key=lambda lk: (lk.netns or "", lk.name)):
+            if link.key not in self.claimed:
+                self.ops.append(Delete(link.netns, link.name, link.ifindex, link.parent,
+                                       "no longer in the spec"))
+
+
+def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:
+    if link.parent != spec.parent:
+        return f"parent {link.lower} -> {spec.parent}"
+    if (link.mode is Mode.PASSTHRU) != (spec.mode is Mode.PASSTHRU):
+        return f"mode {link.mode} -> {spec.mode}; the kernel cannot enter or leave passthru"
+    return None
+
+
+def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Operation]:
+    """In-place operations that make `link` match `spec` (nothing when it already does)."""
+    changes = [FieldChange(f, old, new) for f, old, new in (
+        ("mode", link.mode, spec.mode),
+        ("flags", link.flags, spec.flags),
+        ("mac", link.mac, spec.mac),
+        ("mtu", link.mtu, spec.mtu),
+        ("bcqueuelen", link.bcqueuelen, spec.bcqueuelen),
+        ("bc_cutoff", link.bc_cutoff, spec.bc_cutoff),
+        ("state", State.UP if link.up else State.DOWN, spec.state),
+    ) if new is not None and old != new]
+    if changes:
+        yield Change(link.netns, link.name, ifindex, tuple(changes))
+    if spec.mode is Mode.SOURCE:
+        # Leaving source mode flushes the list in the kernel, so it is only managed here.
+        have = link.source_macs if link.mode is Mode.SOURCE else frozenset()
+        for mac in sorted(spec.source_macs - have):
+            yield AddSourceMac(link.netns, link.name, ifindex, mac)
+        for mac in sorted(have - spec.source_macs):
+            yield RemoveSourceMac(link.netns, link.name, ifindex, mac)

@@ -1,0 +1,70 @@
+"""One reconcile pass: observe, plan, apply, then observe again to verify.
+
+Shared by `macvland apply` and the daemon. Verifying against a fresh read of the kernel (not
+against what was sent) is what catches the kernel silently ignoring a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from macvland.apply import Outcome, apply
+from macvland.ledger import Ledger
+from macvland.model import DesiredState, ObservedState
+from macvland.netns import Namespaces
+from macvland.observe import observe
+from macvland.ops import Create, Move
+from macvland.plan import Condition, Plan, plan
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    plan: Plan
+    """What the pass set out to do."""
+    outcomes: tuple[Outcome, ...]
+    remaining: Plan
+    """The plan computed from the kernel after applying: empty when everything converged."""
+
+    @property
+    def converged(self) -> bool:
+        return not self.remaining.operations and all(
+            v.condition is Condition.IN_SYNC for v in self.remaining.verdicts)
+
+
+def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger) -> ObservedState:
+    """Observe every namespace the spec names or that may still hold owned interfaces."""
+    return observe(namespaces, desired.namespaces() | ledger.namespaces())
+
+
+def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
+              report: Callable[[Outcome], None] | None = None) -> PassResult:
+    observed = observe_for(desired, namespaces, ledger)
+    first = plan(desired, observed)
+    if not first.operations:
+        _remember(ledger, observed, first)
+        return PassResult(first, (), first)
+    # Written ahead, so that a crash mid-apply still leaves a trail to every namespace used.
+    ledger.record(ledger.namespaces() | _targets(first))
+    outcomes = tuple(apply(first.operations, namespaces, report))
+    after = observe_for(desired, namespaces, ledger)
+    remaining = plan(desired, after)
+    _remember(ledger, after, remaining)
+    return PassResult(first, outcomes, remaining)
+
+
+def _targets(p: Plan) -> set[str]:
+    targets = set()
+    for op in p.operations:
+        if isinstance(op, Create) and op.netns is not None:
+            targets.add(op.netns)
+        elif isinstance(op, Move) and op.target is not None:
+            targets.add(op.target)
+    return targets
+
+
+def _remember(ledger: Ledger, observed: ObservedState, p: Plan) -> None:
+    holding = {link.netns for link in observed.owned() if link.netns is not None}
+    # What could not be read this time may still hold owned interfaces.
+    unseen = {ns for ns in ledger.namespaces() if ns in observed.unreadable}
+    ledger.record(holding | unseen | _targets(p))
