@@ -1,0 +1,5 @@
+import sys
+
+from macvland.cli import main
+
+sys.exit(main())

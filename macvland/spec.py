@@ -1,0 +1,703 @@
+"""Read a macvland spec: YAML text to a DesiredState, with every problem reported at its place.
+
+A spec is one YAML document:
+
+    version: 1
+    interfaces:
+      - name: mv0                  # required; a Linux interface name
+        parent: eth1               # required; the lower device, in macvland's own namespace
+        mode: source               # bridge (default) | vepa | private | passthru | source
+        netns: blue                # /run/netns/blue, or an absolute path; absent: our own
+        flags: [nodst]             # nopromisc (passthru only), nodst (source only)
+        source_macs: [02:00:00:00:00:0a]   # source mode only
+        mac: 02:00:00:00:00:01
+        mtu: 1500
+        state: up                  # up (default) | down | absent
+        bcqueuelen: 1000
+        bc_cutoff: 1               # parent-wide in the kernel: siblings must agree
+
+The parser never lets YAML build Python objects (no yaml.load). It composes the safe node
+graph, which keeps each node's line and column, and walks it itself. That also lets it take
+scalars as written: `name: 0123` stays "0123", and a MAC such as 12:00:00:00:00:01 is not read
+as a YAML 1.1 base-60 integer.
+
+Problems are collected, not raised one by one, so the operator sees all of them in one
+SpecError. Messages read `file:line:col: path: message`, with paths like `interfaces[2].mode`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import AnyStr, TypeVar
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from macvland.errors import SpecError, SpecProblem
+from macvland.model import (
+    FLAG_MODE,
+    DesiredState,
+    Flag,
+    MacvlanSpec,
+    Mode,
+    Netns,
+    State,
+    netns_label,
+)
+
+__all__ = ["SPEC_VERSION", "load_spec", "parse_spec"]
+
+SPEC_VERSION = 1
+"""The only spec format this macvland reads."""
+
+_TOP_KEYS = ("version", "interfaces")
+_ITEM_KEYS = (
+    "name",
+    "parent",
+    "mode",
+    "netns",
+    "flags",
+    "source_macs",
+    "mac",
+    "mtu",
+    "state",
+    "bcqueuelen",
+    "bc_cutoff",
+)
+
+_IFNAMSIZ = 16
+"""The kernel's name buffer, trailing NUL included: a name holds at most 15 bytes."""
+
+_NETNS_DIRS = ("/run/netns", "/var/run/netns")
+"""Where `ip netns` keeps named namespaces; a file there is spelled by its bare name."""
+
+_MTU_RANGE = (68, 65535)
+_BCQUEUELEN_RANGE = (0, 2**32 - 1)
+_BC_CUTOFF_RANGE = (-(2**31), 2**31 - 1)
+
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", re.IGNORECASE)
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+
+_TAG = "tag:yaml.org,2002:"
+_KINDS = {
+    "null": "null",
+    "bool": "boolean",
+    "int": "integer",
+    "float": "float",
+    "str": "string",
+    "timestamp": "timestamp",
+    "binary": "binary",
+}
+"""How a scalar's resolved YAML type is named in messages."""
+
+_T = TypeVar("_T")
+_H = TypeVar("_H", bound=Hashable)
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def parse_spec(text: bytes | str, filename: str) -> DesiredState:
+    """The state a spec asks for; SpecError lists every problem in it."""
+    report = _Report(filename)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    source = text if isinstance(text, str) else _decode(text, report)
+    root = _compose(source, report) if source is not None else None
+    specs = _parse_document(root, report) if root is not None else []
+    if report.problems:
+        raise SpecError(report.problems)
+    return DesiredState(
+        interfaces=tuple(specs), source=filename, sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def load_spec(path: str) -> DesiredState:
+    """Read and parse the spec file at `path`; an unreadable file is a SpecError too."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        problem = SpecProblem(path, 0, 0, "", f"cannot read: {exc.strerror or exc}")
+        raise SpecError([problem]) from exc
+    return parse_spec(data, path)
+
+
+# --- collecting problems ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Report:
+    """The problems found so far in one file."""
+
+    file: str
+    problems: list[SpecProblem] = field(default_factory=list)
+
+    def add(self, line: int, column: int, path: str, message: str) -> None:
+        """Record a problem at a 1-based line and column."""
+        self.problems.append(SpecProblem(self.file, line, column, path, message))
+
+    def at(self, node: Node, path: str, message: str) -> None:
+        """Record a problem where `node` starts."""
+        self.add(_line(node), node.start_mark.column + 1, path, message)
+
+
+class _Invalid(Exception):
+    """A value that cannot be used; the code that catches it knows the node and the path."""
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _position(text: AnyStr, index: int, newline: AnyStr) -> tuple[int, int]:
+    """1-based line and column of `index` in `text`."""
+    line_start = text.rfind(newline, 0, index) + 1
+    return text.count(newline, 0, index) + 1, index - line_start + 1
+
+
+# --- text to one YAML node ----------------------------------------------------------------
+
+
+def _decode(data: bytes, report: _Report) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        report.add(*_position(data, exc.start, b"\n"), "", f"not valid UTF-8: {exc.reason}")
+        return None
+
+
+def _compose(source: str, report: _Report) -> Node | None:
+    """The node of the spec's only document, or None when there is nothing to walk."""
+    try:
+        documents = yaml.compose_all(source, Loader=yaml.SafeLoader)
+        root = next(documents, None)
+        extra = next(documents, None)
+    except yaml.MarkedYAMLError as exc:
+        _report_syntax_error(exc, report)
+        return None
+    except yaml.reader.ReaderError as exc:
+        # Raised for characters YAML forbids; it has a position, not a mark.
+        code: int = exc.character
+        message = f"unacceptable character #x{code:04x}: {exc.reason}"
+        report.add(*_position(source, exc.position, "\n"), "", message)
+        return None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level; no spec nests more than 3 deep.
+        report.add(1, 1, "", "the document is nested too deeply")
+        return None
+    if root is None or _is_null(root):
+        report.add(
+            1,
+            1,
+            "",
+            "the document is empty; to manage no interfaces, write 'version: 1' and "
+            "'interfaces: []'",
+        )
+        return None
+    if extra is not None:
+        report.at(extra, "", "found a second YAML document; a spec is a single document")
+    _report_duplicate_keys(root, report)
+    return root
+
+
+def _report_syntax_error(exc: yaml.MarkedYAMLError, report: _Report) -> None:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    message = exc.problem or str(exc)
+    where = exc.context_mark
+    # The context ("while scanning a quoted scalar") helps when it started somewhere else.
+    if exc.context and where is not None and (where.line, where.column) != (line - 1, column - 1):
+        message += f" ({exc.context} at line {where.line + 1}, column {where.column + 1})"
+    report.add(line, column, "", message)
+
+
+def _report_duplicate_keys(root: Node, report: _Report) -> None:
+    """Report every repeated key in every mapping of the document.
+
+    PyYAML keeps the last of two equal keys without a word; in a spec that silently drops a
+    setting the operator wrote, so each repetition is an error at the second key.
+    """
+    visited: set[int] = set()
+    pending: list[tuple[Node, str]] = [(root, "")]
+    while pending:
+        node, path = pending.pop()
+        # Aliases share one node; visiting each once keeps "billion laughs" documents cheap.
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, SequenceNode):
+            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        elif isinstance(node, MappingNode):
+            first: dict[str, Node] = {}
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode):
+                    pending.extend([(key, path), (value, path)])
+                    continue
+                child = _join(path, key.value)
+                if key.value in first:
+                    where = _line(first[key.value])
+                    report.at(key, child, f"duplicate key {key.value!r} (first on line {where})")
+                else:
+                    first[key.value] = key
+                pending.append((value, child))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --- scalar conversions: each raises _Invalid with a message that needs no place ----------
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
+
+
+def _describe(node: Node) -> str:
+    """What a node is, for "expected X, got Y" messages."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    kind = _KINDS.get(node.tag.removeprefix(_TAG), f"value tagged {node.tag}")
+    return "null" if kind == "null" else f"{kind} {node.value!r}"
+
+
+def _text(node: Node) -> str:
+    """A scalar as written, whatever YAML type it would resolve to (0123, off, 12:00:...)."""
+    if not isinstance(node, ScalarNode) or _is_null(node):
+        raise _Invalid(f"expected a string, got {_describe(node)}")
+    return str(node.value)
+
+
+def _integer(node: Node) -> int:
+    if not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"):
+        raise _Invalid(f"expected an integer, got {_describe(node)}")
+    if not _DECIMAL.fullmatch(node.value):
+        # YAML 1.1 also reads 0x5dc, 1_500, 1:30 (base 60) and 01500 (octal: 832). An MTU
+        # that silently means something else than it looks helps nobody.
+        raise _Invalid(f"expected a decimal integer, got {node.value!r}")
+    return int(node.value)
+
+
+def _integer_in(bounds: tuple[int, int]) -> Callable[[Node], int]:
+    low, high = bounds
+
+    def convert(node: Node) -> int:
+        value = _integer(node)
+        if not low <= value <= high:
+            raise _Invalid(f"{value} is out of range {low}..{high}")
+        return value
+
+    return convert
+
+
+def _version(node: Node) -> int:
+    version = _integer(node)
+    if version != SPEC_VERSION:
+        raise _Invalid(
+            f"unsupported version {version} (this macvland reads version {SPEC_VERSION})"
+        )
+    return version
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(word.lower(), choices, n=1)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def _choice(kind: type[_E]) -> Callable[[Node], _E]:
+    """A converter to one member of the string enum `kind`."""
+    values = [member.value for member in kind]
+
+    def convert(node: Node) -> _E:
+        text = _text(node)
+        if text not in values:
+            raise _Invalid(
+                f"{text!r} is not one of {', '.join(values)}{_did_you_mean(text, values)}"
+            )
+        return kind(text)
+
+    return convert
+
+
+def _ifname(node: Node) -> str:
+    """A name the kernel accepts for a net_device (dev_valid_name in net/core/dev.c)."""
+    name = _text(node)
+    reason = _ifname_problem(name)
+    if reason is not None:
+        raise _Invalid(f"{name!r} is not a valid interface name: {reason}")
+    return name
+
+
+def _ifname_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return "'.' and '..' are reserved"
+    bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        return f"it contains {bad!r}"
+    size = len(name.encode("utf-8"))
+    if size >= _IFNAMSIZ:
+        return f"it is {size} bytes long, and at most {_IFNAMSIZ - 1} fit"
+    return None
+
+
+def _netns(node: Node) -> Netns:
+    """A namespace spelled one way only, so that (netns, name) identities compare."""
+    if _is_null(node):
+        return None  # macvland's own namespace, as if the key were absent
+    text = _text(node)
+    if text.startswith("/"):
+        path = os.path.normpath(text)
+        directory, name = os.path.split(path)
+        if directory in _NETNS_DIRS and _netns_name_problem(name) is None:
+            return name
+        return path
+    reason = _netns_name_problem(text)
+    if reason is not None:
+        raise _Invalid(reason)
+    return text
+
+
+def _netns_name_problem(name: str) -> str | None:
+    if not name:
+        return "netns must not be empty (leave it out for macvland's own namespace)"
+    if "/" in name:
+        return f"{name!r} is neither a namespace name nor an absolute path"
+    if name in (".", "..") or not name.isprintable():
+        return f"{name!r} is not a valid namespace name"
+    return None
+
+
+def _mac(node: Node) -> str:
+    """A unicast MAC address, in lowercase."""
+    text = _text(node)  # as written: YAML 1.1 reads 12:00:00:00:00:01 as an integer
+    if not _MAC.fullmatch(text):
+        raise _Invalid(
+            f"{text!r} is not a MAC address (expected six hex pairs separated by ':', "
+            "like 02:00:00:00:00:01)"
+        )
+    mac = text.lower()
+    if mac == "00:00:00:00:00:00":
+        raise _Invalid("00:00:00:00:00:00 is not a usable MAC address")
+    if int(mac[:2], 16) & 1:
+        raise _Invalid(
+            f"{mac} is a multicast address; an interface needs a unicast MAC (an even first octet)"
+        )
+    return mac
+
+
+# --- mappings -----------------------------------------------------------------------------
+
+
+class _Fields:
+    """The entries of one YAML mapping by key, converted on demand, problems reported.
+
+    Unknown and non-string keys are reported when the mapping is opened. A repeated key keeps
+    its first value here; _report_duplicate_keys reports the repetition itself. `bad` names
+    the keys whose value was missing or unusable.
+    """
+
+    def __init__(
+        self, node: MappingNode, path: str, allowed: Sequence[str], report: _Report
+    ) -> None:
+        self.node = node
+        self.path = path
+        self.report = report
+        self.bad: set[str] = set()
+        self.entries: dict[str, tuple[Node, Node]] = {}
+        for key, value in node.value:
+            if not isinstance(key, ScalarNode):
+                report.at(key, path, f"expected a key name, got {_describe(key)}")
+            elif key.value not in allowed:
+                report.at(key, self.path_of(key.value), _unknown_key(key.value, allowed))
+            else:
+                self.entries.setdefault(key.value, (key, value))
+
+    def path_of(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def key(self, key: str) -> Node | None:
+        entry = self.entries.get(key)
+        return entry[0] if entry else None
+
+    def value(self, key: str) -> Node | None:
+        entry = self.entries.get(key)
+        return entry[1] if entry else None
+
+    def get(self, key: str, convert: Callable[[Node], _T], default: _T) -> _T:
+        """The converted value, or `default` when the key is absent or its value is bad."""
+        node = self.value(key)
+        if node is None:
+            return default
+        try:
+            return convert(node)
+        except _Invalid as exc:
+            self.report.at(node, self.path_of(key), str(exc))
+            self.bad.add(key)
+            return default
+
+    def require(self, key: str, convert: Callable[[Node], _T]) -> _T | None:
+        """The converted value; None, and a problem at the mapping, when the key is absent."""
+        if key not in self.entries:
+            self.report.at(self.node, self.path, f"missing required key {key!r}")
+            self.bad.add(key)
+            return None
+        return self.get(key, convert, None)
+
+    def get_list(self, key: str, convert: Callable[[Node], _H]) -> list[tuple[str, Node, _H]]:
+        """The good items of the list under `key` as (path, node, value), in order.
+
+        Bad items and repeated values are reported and left out.
+        """
+        node = self.value(key)
+        if node is None:
+            return []
+        if not isinstance(node, SequenceNode):
+            self.report.at(node, self.path_of(key), f"expected a list, got {_describe(node)}")
+            self.bad.add(key)
+            return []
+        items: list[tuple[str, Node, _H]] = []
+        first: dict[_H, Node] = {}
+        for index, item in enumerate(node.value):
+            path = f"{self.path_of(key)}[{index}]"
+            try:
+                value = convert(item)
+            except _Invalid as exc:
+                self.report.at(item, path, str(exc))
+                self.bad.add(key)
+                continue
+            if value in first:
+                where = _line(first[value])
+                self.report.at(item, path, f"'{value}' is listed twice (first on line {where})")
+                self.bad.add(key)
+                continue
+            first[value] = item
+            items.append((path, item, value))
+        return items
+
+
+def _unknown_key(key: str, allowed: Sequence[str]) -> str:
+    hint = _did_you_mean(key, allowed) or f" (expected one of {', '.join(allowed)})"
+    return f"unknown key {key!r}{hint}"
+
+
+# --- the document -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One interface as far as it parsed, for the checks across interfaces.
+
+    Settings that failed to parse hold their defaults in `spec` and are named in `bad`, so
+    the cross checks skip them instead of reporting conflicts nobody wrote.
+    """
+
+    spec: MacvlanSpec
+    node: Node
+    path: str
+    bad: frozenset[str]
+
+    @property
+    def line(self) -> int:
+        return _line(self.node)
+
+    def usable(self, *keys: str) -> bool:
+        return self.bad.isdisjoint(keys)
+
+    def where(self) -> str:
+        return f"{self.path} (line {self.line})"
+
+
+def _parse_document(root: Node, report: _Report) -> list[MacvlanSpec]:
+    if not isinstance(root, MappingNode):
+        message = f"expected a mapping with keys 'version' and 'interfaces', got {_describe(root)}"
+        report.at(root, "", message)
+        return []
+    top = _Fields(root, "", _TOP_KEYS, report)
+    top.require("version", _version)
+    interfaces = top.value("interfaces")
+    if interfaces is None:
+        # An empty spec makes macvland delete every interface it owns: that must be said
+        # explicitly, never be the result of a typo or a truncated file.
+        report.at(
+            root,
+            "",
+            "missing required key 'interfaces' (a spec without interfaces must say "
+            "'interfaces: []' explicitly)",
+        )
+        return []
+    if not isinstance(interfaces, SequenceNode):
+        hint = " (write 'interfaces: []' for none)" if _is_null(interfaces) else ""
+        report.at(interfaces, "interfaces", f"expected a list, got {_describe(interfaces)}{hint}")
+        return []
+    parsed = [
+        _parse_interface(item, f"interfaces[{index}]", report)
+        for index, item in enumerate(interfaces.value)
+    ]
+    usable = [item for item in parsed if item is not None]
+    for check in _CROSS_CHECKS:
+        check(usable, report)
+    return [item.spec for item in usable]
+
+
+def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
+    """One list item; None when it is too broken to take part in the cross checks."""
+    if not isinstance(node, MappingNode):
+        report.at(node, path, f"expected a mapping, got {_describe(node)}")
+        return None
+    fields = _Fields(node, path, _ITEM_KEYS, report)
+    # Every field is read before anything is given up on, so all its problems are reported.
+    name = fields.require("name", _ifname)
+    parent = fields.require("parent", _ifname)
+    mode = fields.get("mode", _choice(Mode), Mode.BRIDGE)
+    netns = fields.get("netns", _netns, None)
+    flags = fields.get_list("flags", _choice(Flag))
+    source_macs = fields.get_list("source_macs", _mac)
+    mac = fields.get("mac", _mac, None)
+    mtu = fields.get("mtu", _integer_in(_MTU_RANGE), None)
+    state = fields.get("state", _choice(State), State.UP)
+    bcqueuelen = fields.get("bcqueuelen", _integer_in(_BCQUEUELEN_RANGE), None)
+    bc_cutoff = fields.get("bc_cutoff", _integer_in(_BC_CUTOFF_RANGE), None)
+    if "mode" not in fields.bad:
+        _check_mode_settings(fields, mode, flags)
+    if name is None or parent is None:
+        return None
+    spec = MacvlanSpec(
+        name=name,
+        parent=parent,
+        mode=mode,
+        netns=netns,
+        flags=frozenset(flag for _, _, flag in flags),
+        source_macs=frozenset(source_mac for _, _, source_mac in source_macs),
+        mac=mac,
+        mtu=mtu,
+        state=state,
+        bcqueuelen=bcqueuelen,
+        bc_cutoff=bc_cutoff,
+        origin=f"{report.file}:{_line(node)}",
+    )
+    return _Parsed(spec, node, path, frozenset(fields.bad))
+
+
+def _check_mode_settings(fields: _Fields, mode: Mode, flags: list[tuple[str, Node, Flag]]) -> None:
+    """Settings that only mean something in one mode."""
+    for path, node, flag in flags:
+        if FLAG_MODE[flag] is not mode:
+            message = f"flag '{flag}' only applies in mode {FLAG_MODE[flag]}, not {mode}"
+            fields.report.at(node, path, message)
+    macs_key, macs = fields.key("source_macs"), fields.value("source_macs")
+    # Only a non-empty list is a conflict: `source_macs: []` asks for nothing.
+    has_macs = isinstance(macs, SequenceNode) and bool(macs.value)
+    if macs_key is not None and has_macs and mode is not Mode.SOURCE:
+        message = f"source_macs only applies in mode source, not {mode}"
+        fields.report.at(macs_key, fields.path_of("source_macs"), message)
+    mac_key = fields.key("mac")
+    if mac_key is not None and mode is Mode.PASSTHRU:
+        fields.report.at(
+            mac_key,
+            fields.path_of("mac"),
+            "mac cannot be set in passthru mode: the kernel applies the MAC to the parent, "
+            "and macvland never changes a parent",
+        )
+
+
+# --- checks across interfaces: each reports at the later item and names the earlier -------
+
+
+def _check_unique_identities(items: list[_Parsed], report: _Report) -> None:
+    first: dict[tuple[Netns, str], _Parsed] = {}
+    for item in items:
+        if not item.usable("netns"):
+            continue
+        other = first.setdefault(item.spec.key, item)
+        if other is not item:
+            label = netns_label(item.spec.netns)
+            report.at(
+                item.node,
+                item.path,
+                f"interface {item.spec.name!r} in namespace {label} is already defined "
+                f"by {other.where()}",
+            )
+
+
+def _siblings(items: list[_Parsed], *needed: str) -> dict[str, list[_Parsed]]:
+    """The interfaces that will exist, by parent, in file order."""
+    groups: dict[str, list[_Parsed]] = {}
+    for item in items:
+        if item.usable("state", *needed) and item.spec.state is not State.ABSENT:
+            groups.setdefault(item.spec.parent, []).append(item)
+    return groups
+
+
+def _check_passthru_alone(items: list[_Parsed], report: _Report) -> None:
+    """The kernel lets nothing share a parent with a passthru interface.
+
+    A passthru interface conflicts with the first sibling before it, and every interface
+    after a passthru one conflicts with that passthru interface.
+    """
+    for parent, group in _siblings(items, "mode").items():
+        first = group[0]
+        passthru = first if first.spec.mode is Mode.PASSTHRU else None
+        for item in group[1:]:
+            if item.spec.mode is Mode.PASSTHRU:
+                conflict = (
+                    f"passthru interface {item.spec.name!r} shares parent {parent!r} "
+                    f"with {first.spec.name!r} at {first.where()}"
+                )
+                passthru = passthru or item
+            elif passthru is not None:
+                conflict = (
+                    f"parent {parent!r} already has the passthru interface "
+                    f"{passthru.spec.name!r} at {passthru.where()}"
+                )
+            else:
+                continue
+            report.at(item.node, item.path, f"{conflict}; a passthru interface must be alone")
+
+
+def _check_bc_cutoff_agrees(items: list[_Parsed], report: _Report) -> None:
+    """The kernel keeps one broadcast cutoff per parent, so siblings that set it must agree."""
+    for parent, group in _siblings(items, "bc_cutoff").items():
+        setters = [item for item in group if item.spec.bc_cutoff is not None]
+        for item in setters[1:]:
+            first = setters[0]
+            if item.spec.bc_cutoff != first.spec.bc_cutoff:
+                report.at(
+                    item.node,
+                    item.path,
+                    f"bc_cutoff {item.spec.bc_cutoff} disagrees with bc_cutoff "
+                    f"{first.spec.bc_cutoff} of {first.where()} on the same parent "
+                    f"{parent!r}; the kernel keeps one bc_cutoff per parent",
+                )
+
+
+def _check_macs_unique_per_parent(items: list[_Parsed], report: _Report) -> None:
+    """The kernel refuses two interfaces with one MAC on the same parent."""
+    for parent, group in _siblings(items, "mac").items():
+        first: dict[str, _Parsed] = {}
+        for item in group:
+            if item.spec.mac is None:
+                continue
+            other = first.setdefault(item.spec.mac, item)
+            if other is not item:
+                report.at(
+                    item.node,
+                    item.path,
+                    f"mac {item.spec.mac} is already used by {other.where()} on the same "
+                    f"parent {parent!r}",
+                )
+
+
+_CROSS_CHECKS: tuple[Callable[[list[_Parsed], _Report], None], ...] = (
+    _check_unique_identities,
+    _check_passthru_alone,
+    _check_bc_cutoff_agrees,
+    _check_macs_unique_per_parent,
+)

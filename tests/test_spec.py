@@ -1,0 +1,834 @@
+"""Tests of macvland.spec: YAML text to DesiredState, and every problem at its exact place."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from macvland.errors import SpecError, SpecProblem
+from macvland.model import DesiredState, Flag, MacvlanSpec, Mode, State
+from macvland.spec import load_spec, parse_spec
+
+FILE = "macvland.yaml"
+
+# One interface whose first line is line 3; added keys start on line 5, column 5, and a
+# value after `    key: ` starts at column 7 + len(key).
+ONE = "version: 1\ninterfaces:\n  - name: mv0\n    parent: eth0\n"
+
+# Two interfaces on eth0: the second item starts on line 5, column 5.
+TWO = ONE + "  - name: mv1\n    parent: eth0\n"
+
+
+def problems_of(text: str | bytes) -> list[SpecProblem]:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, FILE)
+    return caught.value.problems
+
+
+def parse(text: str) -> tuple[MacvlanSpec, ...]:
+    return parse_spec(text, FILE).interfaces
+
+
+# (id, YAML, line, column, path, a part of the message)
+ERRORS = [
+    # --- the document
+    ("empty_file", "", 1, 1, "", "the document is empty"),
+    ("only_comments", "# nothing yet\n", 1, 1, "", "the document is empty"),
+    ("only_document_marker", "---\n", 1, 1, "", "the document is empty"),
+    (
+        "yaml_syntax_error",
+        "version: 1\ninterfaces: [\n",
+        3,
+        1,
+        "",
+        "expected the node content, but found '<stream end>'",
+    ),
+    ("yaml_bad_indent", "version: 1\n  interfaces: []\n", 2, 13, "", "mapping values are not"),
+    ("control_character", "version: 1\x01\n", 1, 11, "", "unacceptable character #x0001"),
+    ("not_utf8", b"version: 1\ninter\xfffaces: []\n", 2, 6, "", "not valid UTF-8"),
+    (
+        "two_documents",
+        "version: 1\ninterfaces: []\n---\nversion: 1\ninterfaces: []\n",
+        4,
+        1,
+        "",
+        "found a second YAML document",
+    ),
+    ("top_is_list", "- name: mv0\n", 1, 1, "", "expected a mapping with keys"),
+    ("missing_version", "interfaces: []\n", 1, 1, "", "missing required key 'version'"),
+    (
+        "unsupported_version",
+        "version: 2\ninterfaces: []\n",
+        1,
+        10,
+        "version",
+        "unsupported version 2 (this macvland reads version 1)",
+    ),
+    (
+        "version_as_string",
+        'version: "1"\ninterfaces: []\n',
+        1,
+        10,
+        "version",
+        "expected an integer, got string '1'",
+    ),
+    ("missing_interfaces", "version: 1\n", 1, 1, "", "must say 'interfaces: []' explicitly"),
+    (
+        "interfaces_null",
+        "version: 1\ninterfaces:\n",
+        2,
+        12,
+        "interfaces",
+        "expected a list, got null (write 'interfaces: []' for none)",
+    ),
+    (
+        "interfaces_mapping",
+        "version: 1\ninterfaces: {name: mv0}\n",
+        2,
+        13,
+        "interfaces",
+        "expected a list, got a mapping",
+    ),
+    (
+        "unknown_top_key",
+        "version: 1\ninterfaces: []\ninterface: []\n",
+        3,
+        1,
+        "interface",
+        "unknown key 'interface' (did you mean 'interfaces'?)",
+    ),
+    (
+        "duplicate_top_key",
+        "version: 1\ninterfaces: []\nversion: 1\n",
+        3,
+        1,
+        "version",
+        "duplicate key 'version' (first on line 1)",
+    ),
+    # --- the shape of an item
+    (
+        "item_not_mapping",
+        "version: 1\ninterfaces:\n  - mv0\n",
+        3,
+        5,
+        "interfaces[0]",
+        "expected a mapping, got string 'mv0'",
+    ),
+    (
+        "missing_name",
+        "version: 1\ninterfaces:\n  - parent: eth0\n",
+        3,
+        5,
+        "interfaces[0]",
+        "missing required key 'name'",
+    ),
+    (
+        "missing_parent",
+        "version: 1\ninterfaces:\n  - name: mv0\n",
+        3,
+        5,
+        "interfaces[0]",
+        "missing required key 'parent'",
+    ),
+    (
+        "unknown_key",
+        ONE + "    mdoe: bridge\n",
+        5,
+        5,
+        "interfaces[0].mdoe",
+        "unknown key 'mdoe' (did you mean 'mode'?)",
+    ),
+    (
+        "unknown_key_without_match",
+        ONE + "    colour: red\n",
+        5,
+        5,
+        "interfaces[0].colour",
+        "unknown key 'colour' (expected one of name, parent, mode, netns,",
+    ),
+    (
+        "key_not_a_string",
+        ONE + "    [a, b]: 1\n",
+        5,
+        5,
+        "interfaces[0]",
+        "expected a key name, got a list",
+    ),
+    (
+        "duplicate_item_key",
+        ONE + "    name: mv1\n",
+        5,
+        5,
+        "interfaces[0].name",
+        "duplicate key 'name' (first on line 3)",
+    ),
+    # --- name and parent
+    (
+        "name_too_long",
+        "version: 1\ninterfaces:\n  - name: abcdefghijklmnop\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "'abcdefghijklmnop' is not a valid interface name: it is 16 bytes long",
+    ),
+    (
+        "name_too_long_in_bytes",
+        "version: 1\ninterfaces:\n  - name: ééééééééé\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "it is 18 bytes long",
+    ),
+    (
+        "name_with_slash",
+        "version: 1\ninterfaces:\n  - name: mv/0\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "'mv/0' is not a valid interface name: it contains '/'",
+    ),
+    (
+        "name_with_colon",
+        "version: 1\ninterfaces:\n  - name: eth0:1\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "it contains ':'",
+    ),
+    (
+        "name_with_space",
+        "version: 1\ninterfaces:\n  - name: mv 0\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "it contains ' '",
+    ),
+    (
+        "name_dot_dot",
+        "version: 1\ninterfaces:\n  - name: ..\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "'.' and '..' are reserved",
+    ),
+    (
+        "name_empty",
+        'version: 1\ninterfaces:\n  - name: ""\n    parent: eth0\n',
+        3,
+        11,
+        "interfaces[0].name",
+        "'' is not a valid interface name: it is empty",
+    ),
+    (
+        "name_null",
+        "version: 1\ninterfaces:\n  - name:\n    parent: eth0\n",
+        3,
+        10,
+        "interfaces[0].name",
+        "expected a string, got null",
+    ),
+    (
+        "name_mapping",
+        "version: 1\ninterfaces:\n  - name: {first: mv}\n    parent: eth0\n",
+        3,
+        11,
+        "interfaces[0].name",
+        "expected a string, got a mapping",
+    ),
+    (
+        "parent_with_slash",
+        "version: 1\ninterfaces:\n  - name: mv0\n    parent: eth/0\n",
+        4,
+        13,
+        "interfaces[0].parent",
+        "'eth/0' is not a valid interface name: it contains '/'",
+    ),
+    # --- mode and state
+    (
+        "mode_misspelt",
+        ONE + "    mode: brige\n",
+        5,
+        11,
+        "interfaces[0].mode",
+        "'brige' is not one of bridge, vepa, private, passthru, source (did you mean 'bridge'?)",
+    ),
+    (
+        "mode_capitalised",
+        ONE + "    mode: VEPA\n",
+        5,
+        11,
+        "interfaces[0].mode",
+        "(did you mean 'vepa'?)",
+    ),
+    ("mode_null", ONE + "    mode:\n", 5, 10, "interfaces[0].mode", "expected a string, got null"),
+    (
+        "mode_list",
+        ONE + "    mode: [bridge]\n",
+        5,
+        11,
+        "interfaces[0].mode",
+        "expected a string, got a list",
+    ),
+    (
+        "state_off_is_not_a_boolean",
+        ONE + "    state: off\n",
+        5,
+        12,
+        "interfaces[0].state",
+        "'off' is not one of up, down, absent",
+    ),
+    (
+        "state_null",
+        ONE + "    state:\n",
+        5,
+        11,
+        "interfaces[0].state",
+        "expected a string, got null",
+    ),
+    # --- netns
+    (
+        "netns_relative_path",
+        ONE + "    netns: run/netns/blue\n",
+        5,
+        12,
+        "interfaces[0].netns",
+        "'run/netns/blue' is neither a namespace name nor an absolute path",
+    ),
+    (
+        "netns_dot",
+        ONE + "    netns: .\n",
+        5,
+        12,
+        "interfaces[0].netns",
+        "'.' is not a valid namespace name",
+    ),
+    (
+        "netns_empty",
+        ONE + '    netns: ""\n',
+        5,
+        12,
+        "interfaces[0].netns",
+        "netns must not be empty",
+    ),
+    (
+        "netns_list",
+        ONE + "    netns: [blue]\n",
+        5,
+        12,
+        "interfaces[0].netns",
+        "expected a string, got a list",
+    ),
+    # --- flags
+    (
+        "flags_not_a_list",
+        ONE + "    mode: source\n    flags: nodst\n",
+        6,
+        12,
+        "interfaces[0].flags",
+        "expected a list, got string 'nodst'",
+    ),
+    (
+        "flags_null",
+        ONE + "    flags:\n",
+        5,
+        11,
+        "interfaces[0].flags",
+        "expected a list, got null",
+    ),
+    (
+        "flag_misspelt",
+        ONE + "    mode: passthru\n    flags: [nopromsic]\n",
+        6,
+        13,
+        "interfaces[0].flags[0]",
+        "'nopromsic' is not one of nopromisc, nodst (did you mean 'nopromisc'?)",
+    ),
+    (
+        "flag_nodst_outside_source",
+        ONE + "    flags: [nodst]\n",
+        5,
+        13,
+        "interfaces[0].flags[0]",
+        "flag 'nodst' only applies in mode source, not bridge",
+    ),
+    (
+        "flag_nopromisc_outside_passthru",
+        ONE + "    mode: source\n    flags: [nodst, nopromisc]\n",
+        6,
+        20,
+        "interfaces[0].flags[1]",
+        "flag 'nopromisc' only applies in mode passthru, not source",
+    ),
+    (
+        "flag_listed_twice",
+        ONE + "    mode: source\n    flags: [nodst, nodst]\n",
+        6,
+        20,
+        "interfaces[0].flags[1]",
+        "'nodst' is listed twice (first on line 6)",
+    ),
+    # --- source_macs
+    (
+        "source_macs_outside_source_mode",
+        ONE + "    source_macs: [02:00:00:00:00:0a]\n",
+        5,
+        5,
+        "interfaces[0].source_macs",
+        "source_macs only applies in mode source, not bridge",
+    ),
+    (
+        "source_macs_not_a_list",
+        ONE + "    mode: source\n    source_macs: 12:00:00:00:00:01\n",
+        6,
+        18,
+        "interfaces[0].source_macs",
+        "expected a list, got integer '12:00:00:00:00:01'",
+    ),
+    (
+        "source_mac_bad_syntax",
+        ONE + "    mode: source\n    source_macs: [02:00:00:00:00:0a, 02-00-00-00-00-0b]\n",
+        6,
+        38,
+        "interfaces[0].source_macs[1]",
+        "'02-00-00-00-00-0b' is not a MAC address",
+    ),
+    (
+        "source_mac_listed_twice_in_other_case",
+        ONE + "    mode: source\n    source_macs: [02:00:00:00:00:AA, 02:00:00:00:00:aa]\n",
+        6,
+        38,
+        "interfaces[0].source_macs[1]",
+        "'02:00:00:00:00:aa' is listed twice (first on line 6)",
+    ),
+    (
+        "source_mac_multicast",
+        ONE + "    mode: source\n    source_macs: [01:00:5e:00:00:01]\n",
+        6,
+        19,
+        "interfaces[0].source_macs[0]",
+        "01:00:5e:00:00:01 is a multicast address",
+    ),
+    # --- mac
+    (
+        "mac_five_octets",
+        ONE + "    mac: 02:00:00:00:01\n",
+        5,
+        10,
+        "interfaces[0].mac",
+        "'02:00:00:00:01' is not a MAC address (expected six hex pairs",
+    ),
+    (
+        "mac_not_hex",
+        ONE + "    mac: 02:00:00:00:00:0g\n",
+        5,
+        10,
+        "interfaces[0].mac",
+        "is not a MAC address",
+    ),
+    (
+        "mac_multicast",
+        ONE + "    mac: 03:00:00:00:00:01\n",
+        5,
+        10,
+        "interfaces[0].mac",
+        "03:00:00:00:00:01 is a multicast address; an interface needs a unicast MAC",
+    ),
+    (
+        "mac_all_zero",
+        ONE + "    mac: 00:00:00:00:00:00\n",
+        5,
+        10,
+        "interfaces[0].mac",
+        "00:00:00:00:00:00 is not a usable MAC address",
+    ),
+    (
+        "mac_in_passthru_mode",
+        ONE + "    mode: passthru\n    mac: 02:00:00:00:00:01\n",
+        6,
+        5,
+        "interfaces[0].mac",
+        "the kernel applies the MAC to the parent, and macvland never changes a parent",
+    ),
+    # --- integers
+    (
+        "mtu_as_string",
+        ONE + '    mtu: "1500"\n',
+        5,
+        10,
+        "interfaces[0].mtu",
+        "expected an integer, got string '1500'",
+    ),
+    (
+        "mtu_as_boolean",
+        ONE + "    mtu: yes\n",
+        5,
+        10,
+        "interfaces[0].mtu",
+        "expected an integer, got boolean 'yes'",
+    ),
+    (
+        "mtu_as_float",
+        ONE + "    mtu: 1500.0\n",
+        5,
+        10,
+        "interfaces[0].mtu",
+        "expected an integer, got float '1500.0'",
+    ),
+    ("mtu_null", ONE + "    mtu:\n", 5, 9, "interfaces[0].mtu", "expected an integer, got null"),
+    (
+        "mtu_octal_looking",
+        ONE + "    mtu: 01500\n",
+        5,
+        10,
+        "interfaces[0].mtu",
+        "expected a decimal integer, got '01500'",
+    ),
+    (
+        "mtu_too_small",
+        ONE + "    mtu: 67\n",
+        5,
+        10,
+        "interfaces[0].mtu",
+        "67 is out of range 68..65535",
+    ),
+    (
+        "mtu_too_large",
+        ONE + "    mtu: 65536\n",
+        5,
+        10,
+        "interfaces[0].mtu",
+        "65536 is out of range 68..65535",
+    ),
+    (
+        "bcqueuelen_negative",
+        ONE + "    bcqueuelen: -1\n",
+        5,
+        17,
+        "interfaces[0].bcqueuelen",
+        "-1 is out of range 0..4294967295",
+    ),
+    (
+        "bcqueuelen_too_large",
+        ONE + "    bcqueuelen: 4294967296\n",
+        5,
+        17,
+        "interfaces[0].bcqueuelen",
+        "4294967296 is out of range 0..4294967295",
+    ),
+    (
+        "bc_cutoff_too_large",
+        ONE + "    bc_cutoff: 2147483648\n",
+        5,
+        16,
+        "interfaces[0].bc_cutoff",
+        "2147483648 is out of range -2147483648..2147483647",
+    ),
+    (
+        "bc_cutoff_too_small",
+        ONE + "    bc_cutoff: -2147483649\n",
+        5,
+        16,
+        "interfaces[0].bc_cutoff",
+        "-2147483649 is out of range -2147483648..2147483647",
+    ),
+    # --- across interfaces: at the second item, naming the first's place
+    (
+        "same_name_twice",
+        ONE + "  - name: mv0\n    parent: eth1\n",
+        5,
+        5,
+        "interfaces[1]",
+        "interface 'mv0' in namespace host is already defined by interfaces[0] (line 3)",
+    ),
+    (
+        "same_name_in_one_namespace_spelt_two_ways",
+        ONE + "    netns: blue\n  - name: mv0\n    parent: eth1\n    netns: /run/netns/blue\n",
+        6,
+        5,
+        "interfaces[1]",
+        "interface 'mv0' in namespace blue is already defined by interfaces[0] (line 3)",
+    ),
+    (
+        "passthru_after_a_sibling",
+        TWO + "    mode: passthru\n",
+        5,
+        5,
+        "interfaces[1]",
+        "passthru interface 'mv1' shares parent 'eth0' with 'mv0' at interfaces[0] (line 3)",
+    ),
+    (
+        "sibling_after_passthru",
+        ONE + "    mode: passthru\n  - name: mv1\n    parent: eth0\n",
+        6,
+        5,
+        "interfaces[1]",
+        "parent 'eth0' already has the passthru interface 'mv0' at interfaces[0] (line 3)",
+    ),
+    (
+        "bc_cutoff_disagrees",
+        ONE + "    bc_cutoff: 2\n  - name: mv1\n    parent: eth0\n    bc_cutoff: 3\n",
+        6,
+        5,
+        "interfaces[1]",
+        "bc_cutoff 3 disagrees with bc_cutoff 2 of interfaces[0] (line 3) on the same parent",
+    ),
+    (
+        "same_mac_on_one_parent",
+        ONE
+        + "    mac: 02:00:00:00:00:01\n  - name: mv1\n    parent: eth0\n"
+        + "    mac: 02:00:00:00:00:01\n",
+        6,
+        5,
+        "interfaces[1]",
+        "mac 02:00:00:00:00:01 is already used by interfaces[0] (line 3) on the same parent",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "path", "message"),
+    [pytest.param(*row[1:], id=row[0]) for row in ERRORS],
+)
+def test_each_problem_is_reported_at_its_place(
+    text: str | bytes, line: int, column: int, path: str, message: str
+) -> None:
+    problems = problems_of(text)
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    problem = problems[0]
+    assert (problem.file, problem.line, problem.column, problem.path) == (FILE, line, column, path)
+    assert message in problem.message
+
+
+def test_the_message_format_names_file_line_column_and_path() -> None:
+    text = "# macvland spec\nversion: 1\n\ninterfaces:\n  - name: mv0\n    parent: eth0\n"
+    text += "    mode: brige\n"
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "macvland.yaml")
+    assert str(caught.value) == (
+        "macvland.yaml:7:11: interfaces[0].mode: 'brige' is not one of bridge, vepa, private, "
+        "passthru, source (did you mean 'bridge'?)"
+    )
+
+
+FULL = """\
+version: 1
+interfaces:
+  - name: mv0
+    parent: eth0
+    mode: source
+    netns: blue
+    flags: [nodst]
+    source_macs: [02:00:00:00:00:0A, 02:00:00:00:00:0b]
+    mac: 02:00:00:00:00:01
+    mtu: 1400
+    state: down
+    bcqueuelen: 0
+    bc_cutoff: -1
+  - name: mv1
+    parent: eth0
+    mode: passthru
+    netns: /var/run/netns/red
+    flags: [nopromisc]
+    state: absent
+  - name: mv2
+    parent: eth1
+"""
+
+
+def test_a_spec_with_every_field_parses_to_the_exact_interfaces() -> None:
+    desired = parse_spec(FULL, FILE)
+    assert desired == DesiredState(
+        interfaces=(
+            MacvlanSpec(
+                name="mv0",
+                parent="eth0",
+                mode=Mode.SOURCE,
+                netns="blue",
+                flags=frozenset({Flag.NODST}),
+                source_macs=frozenset({"02:00:00:00:00:0a", "02:00:00:00:00:0b"}),
+                mac="02:00:00:00:00:01",
+                mtu=1400,
+                state=State.DOWN,
+                bcqueuelen=0,
+                bc_cutoff=-1,
+            ),
+            MacvlanSpec(
+                name="mv1",
+                parent="eth0",
+                mode=Mode.PASSTHRU,
+                netns="red",
+                flags=frozenset({Flag.NOPROMISC}),
+                state=State.ABSENT,
+            ),
+            MacvlanSpec(name="mv2", parent="eth1"),
+        ),
+        source=FILE,
+        sha256=hashlib.sha256(FULL.encode()).hexdigest(),
+    )
+    assert [spec.origin for spec in desired.interfaces] == [
+        f"{FILE}:3",
+        f"{FILE}:14",
+        f"{FILE}:20",
+    ]
+
+
+def test_bytes_and_text_give_the_same_state_and_hash() -> None:
+    assert parse_spec(FULL.encode(), FILE) == parse_spec(FULL, FILE)
+
+
+def test_no_interfaces_must_be_an_explicit_empty_list() -> None:
+    assert parse("version: 1\ninterfaces: []\n") == ()
+
+
+@pytest.mark.parametrize(
+    ("written", "netns"),
+    [
+        pytest.param("blue", "blue", id="bare_name"),
+        pytest.param("/run/netns/blue", "blue", id="run_netns"),
+        pytest.param("/var/run/netns/blue", "blue", id="var_run_netns"),
+        pytest.param("/run/netns/../netns/blue", "blue", id="run_netns_unnormalised"),
+        pytest.param("/proc/1/ns/net", "/proc/1/ns/net", id="other_absolute_path"),
+        pytest.param("/srv//ns/./x", "/srv/ns/x", id="other_path_normalised"),
+        pytest.param("~", None, id="null_is_own_namespace"),
+    ],
+)
+def test_netns_is_spelt_one_way(written: str, netns: str | None) -> None:
+    (spec,) = parse(ONE + f"    netns: {written}\n")
+    assert spec.netns == netns
+
+
+def test_mac_addresses_are_lowercased() -> None:
+    (spec,) = parse(
+        ONE + "    mode: source\n    mac: 02:AB:cd:00:00:0F\n    source_macs: [0A:BB:00:00:00:01]\n"
+    )
+    assert spec.mac == "02:ab:cd:00:00:0f"
+    assert spec.source_macs == frozenset({"0a:bb:00:00:00:01"})
+
+
+def test_a_mac_that_yaml_reads_as_base_60_stays_a_mac() -> None:
+    (spec,) = parse(
+        ONE + "    mode: source\n    mac: 12:00:00:00:00:01\n    source_macs: [12:00:00:00:00:02]\n"
+    )
+    assert spec.mac == "12:00:00:00:00:01"
+    assert spec.source_macs == frozenset({"12:00:00:00:00:02"})
+
+
+def test_names_are_taken_as_written() -> None:
+    (spec,) = parse("version: 1\ninterfaces:\n  - name: 0123\n    parent: 1e3\n")
+    assert (spec.name, spec.parent) == ("0123", "1e3")
+
+
+def test_same_name_in_two_namespaces_is_fine() -> None:
+    specs = parse(ONE + "  - name: mv0\n    parent: eth0\n    netns: blue\n")
+    assert [spec.key for spec in specs] == [(None, "mv0"), ("blue", "mv0")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(
+            ONE + "    mode: passthru\n  - name: mv1\n    parent: eth0\n    state: absent\n",
+            id="passthru_beside_an_absent_sibling",
+        ),
+        pytest.param(
+            ONE + "    bc_cutoff: 2\n  - name: mv1\n    parent: eth0\n    bc_cutoff: 3\n"
+            "    state: absent\n",
+            id="bc_cutoff_of_an_absent_sibling",
+        ),
+        pytest.param(
+            ONE + "    bc_cutoff: 2\n  - name: mv1\n    parent: eth0\n",
+            id="bc_cutoff_unset_on_a_sibling",
+        ),
+        pytest.param(
+            ONE + "    mac: 02:00:00:00:00:01\n  - name: mv1\n    parent: eth1\n"
+            "    mac: 02:00:00:00:00:01\n",
+            id="same_mac_on_different_parents",
+        ),
+        pytest.param(
+            ONE + "    mode: passthru\n  - name: mv1\n    parent: eth1\n    mode: passthru\n",
+            id="passthru_on_different_parents",
+        ),
+        pytest.param(
+            ONE + "    source_macs: []\n    flags: []\n",
+            id="empty_source_macs_outside_source_mode",
+        ),
+    ],
+)
+def test_what_the_kernel_allows_is_accepted(text: str) -> None:
+    assert parse(text)
+
+
+def test_every_problem_in_a_file_is_reported_at_once() -> None:
+    text = (
+        "version: 1\n"
+        "interfaces:\n"
+        "  - name: mv0\n"  # 3
+        "    parent: eth0\n"
+        "    mode: brige\n"  # 5: bad value
+        "    mtu: 9\n"  # 6: out of range
+        "  - name: mv0\n"  # 7: same name as line 3
+        "    parent: eth1\n"
+        "    colour: red\n"  # 9: unknown key
+        "  - parent: eth2\n"  # 10: missing name
+        "    mtu: true\n"  # 11: wrong type, in an item without a name
+    )
+    found = [(p.line, p.column, p.path) for p in problems_of(text)]
+    assert found == [
+        (5, 11, "interfaces[0].mode"),
+        (6, 10, "interfaces[0].mtu"),
+        (7, 5, "interfaces[1]"),
+        (9, 5, "interfaces[1].colour"),
+        (10, 5, "interfaces[2]"),
+        (11, 10, "interfaces[2].mtu"),
+    ]
+
+
+def test_duplicate_keys_are_found_in_any_mapping() -> None:
+    problems = problems_of(ONE + "    mode: {a: 1, a: 2}\n")
+    assert [(p.line, p.column, p.path, p.message) for p in problems] == [
+        (5, 11, "interfaces[0].mode", "expected a string, got a mapping"),
+        (5, 18, "interfaces[0].mode.a", "duplicate key 'a' (first on line 5)"),
+    ]
+
+
+def test_a_broken_setting_causes_no_conflict_nobody_wrote() -> None:
+    # The second item's netns is invalid: it must not be taken as "home" and collide.
+    text = ONE + "  - name: mv0\n    parent: eth1\n    netns: a/b\n"
+    assert [p.path for p in problems_of(text)] == ["interfaces[1].netns"]
+
+
+def test_python_tags_are_inert() -> None:
+    text = ONE.replace("mv0", "!!python/object/apply:os.system [true]")
+    problem = problems_of(text)[0]
+    assert (problem.line, problem.path) == (3, "interfaces[0].name")
+    assert "expected a string, got a list" in problem.message
+
+
+def test_aliases_are_followed() -> None:
+    text = "version: 1\ninterfaces:\n  - name: mv0\n    parent: &up eth0\n"
+    text += "  - name: mv1\n    parent: *up\n"
+    assert [spec.parent for spec in parse(text)] == ["eth0", "eth0"]
+
+
+def test_load_spec_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "macvland.yaml"
+    path.write_bytes(FULL.encode())
+    assert load_spec(str(path)) == parse_spec(FULL, str(path))
+    assert load_spec(str(path)).interfaces[0].origin == f"{path}:3"
+
+
+def test_load_spec_of_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    path = str(tmp_path / "missing.yaml")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert caught.value.problems == [
+        SpecProblem(path, 0, 0, "", "cannot read: No such file or directory")
+    ]
+
+
+def test_public_surface() -> None:
+    import macvland.spec
+
+    assert sorted(macvland.spec.__all__) == ["SPEC_VERSION", "load_spec", "parse_spec"]
