@@ -1,0 +1,176 @@
+"""The command line: validate, plan, apply, status.
+
+Exit codes: 0 success (for `plan`: nothing would change), 1 error or not converged, 2 `plan`
+found something to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from macvland.apply import Outcome
+from macvland.errors import SpecError
+from macvland.ledger import Ledger
+from macvland.model import DesiredState, Link, ObservedState, netns_label
+from macvland.netns import Namespaces
+from macvland.plan import Condition, Plan, Verdict, plan
+from macvland.reconcile import observe_for, reconcile
+from macvland.spec import load_spec
+
+DEFAULT_CONFIG = "/etc/macvland/macvland.yaml"
+
+
+def _config(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("MACVLAND_CONFIG") or DEFAULT_CONFIG)
+
+
+def _load(args: argparse.Namespace) -> DesiredState:
+    return load_spec(_config(args))
+
+
+def _verdict_line(v: Verdict) -> str:
+    detail = f": {v.detail}" if v.detail else ""
+    return f"{v.spec.name}{'' if v.spec.netns is None else ' in netns ' + v.spec.netns}: " \
+           f"{v.condition}{detail}"
+
+
+def _verdict_dict(v: Verdict) -> dict[str, Any]:
+    return {"name": v.spec.name, "netns": v.spec.netns, "parent": v.spec.parent,
+            "condition": str(v.condition), "detail": v.detail, "origin": v.spec.origin}
+
+
+def _problems(p: Plan) -> list[Verdict]:
+    return [v for v in p.verdicts if v.condition not in (Condition.IN_SYNC, Condition.DRIFTED)]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    desired = _load(args)
+    print(f"{desired.source}: valid, {len(desired.interfaces)} interface(s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    desired = _load(args)
+    with Namespaces() as namespaces:
+        p = plan(desired, observe_for(desired, namespaces, Ledger()))
+    if args.json:
+        json.dump({"operations": [op.to_dict() for op in p.operations],
+                   "verdicts": [_verdict_dict(v) for v in p.verdicts]}, sys.stdout, indent=2)
+        print()
+    else:
+        for op in p.operations:
+            print(op.describe())
+        for v in _problems(p):
+            print(_verdict_line(v), file=sys.stderr)
+        if not p.operations:
+            print("nothing to do", file=sys.stderr)
+    return 2 if p.operations else 0
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    if outcome.ok:
+        print(f"done: {outcome.operation.describe()}")
+    elif outcome.skipped:
+        print(f"skipped: {outcome.operation.describe()} (an earlier step failed)", file=sys.stderr)
+    else:
+        print(f"failed: {outcome.operation.describe()}: {outcome.error}", file=sys.stderr)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    desired = _load(args)
+    with Namespaces() as namespaces:
+        result = reconcile(desired, namespaces, Ledger(), _print_outcome)
+    for op in result.remaining.operations:
+        if any(o.ok and (o.operation.netns, o.operation.name) == (op.netns, op.name)
+               for o in result.outcomes):
+            print(f"not converged: {op.describe()} (the kernel kept the old value)",
+                  file=sys.stderr)
+    for v in _problems(result.remaining):
+        print(_verdict_line(v), file=sys.stderr)
+    if not result.plan.operations:
+        print("nothing to do")
+    return 0 if result.converged else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    desired = _load(args)
+    with Namespaces() as namespaces:
+        observed = observe_for(desired, namespaces, Ledger())
+    p = plan(desired, observed)
+    if args.json:
+        json.dump({"interfaces": [_verdict_dict(v) for v in p.verdicts],
+                   "tree": _tree_dict(observed)}, sys.stdout, indent=2)
+        print()
+    else:
+        for v in p.verdicts:
+            print(_verdict_line(v))
+        print()
+        print(_tree_text(observed))
+    return 0 if all(v.condition is Condition.IN_SYNC for v in p.verdicts) else 1
+
+
+def _children(observed: ObservedState) -> dict[str, list[Link]]:
+    """Macvlans grouped under their lower device, across namespaces."""
+    tree: dict[str, list[Link]] = defaultdict(list)
+    for link in observed.all_links():
+        if link.is_macvlan:
+            tree[link.lower or "?"].append(link)
+    return tree
+
+
+def _tree_text(observed: ObservedState) -> str:
+    lines = []
+    for lower, children in sorted(_children(observed).items()):
+        lines.append(lower)
+        for link in sorted(children, key=lambda lk: (lk.netns or "", lk.name)):
+            owner = "managed" if link.owned else "not managed"
+            state = "up" if link.up else "down"
+            lines.append(f"  {link.name}  netns {netns_label(link.netns)}  {link.mode}  {state}"
+                         f"  mtu {link.mtu}  {link.mac}  ({owner})")
+    return "\n".join(lines) if lines else "no macvlan interfaces"
+
+
+def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
+    return [{"lower": lower, "children": [
+        {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "mode": str(c.mode),
+         "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned} for c in children]}
+        for lower, children in sorted(_children(observed).items())]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="macvland", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("-c", "--config", help=f"spec file (default: $MACVLAND_CONFIG or "
+                                               f"{DEFAULT_CONFIG})")
+    for name, func, doc, json_flag in (
+        ("validate", cmd_validate, "check the spec; exit 1 with every error", False),
+        ("plan", cmd_plan, "show what apply would do; exit 2 if something would change", True),
+        ("apply", cmd_apply, "one reconcile pass; exit 0 when converged", False),
+        ("status", cmd_status, "each interface's state and the parent/child tree", True),
+    ):
+        sub = commands.add_parser(name, parents=[config], help=doc, description=doc)
+        sub.set_defaults(func=func)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
