@@ -1,0 +1,133 @@
+"""End-to-end tests of the command line, run as a process inside a throwaway namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Lab, macvlan_info
+
+
+def macvland_binary() -> str:
+    found = shutil.which("macvland", path=os.path.dirname(sys.executable))
+    assert found, "the console script is installed with the package"
+    return found
+
+
+def run(lab: Lab, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MACVLAND_STATE_DIR": lab.state_dir}
+    if config is not None:
+        env["MACVLAND_CONFIG"] = str(config)
+    return subprocess.run(["ip", "netns", "exec", lab.home, macvland_binary(), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path, lab: Lab) -> Path:
+    path = tmp_path / "macvland.yaml"
+    path.write_text(f"""\
+version: 1
+interfaces:
+  - name: mv-web
+    parent: eth1
+    mode: vepa
+    mtu: 1400
+  - name: mv-src
+    parent: eth1
+    mode: source
+    source_macs: [02:00:00:00:00:01]
+    netns: {lab.name("web")}
+  - name: mv-db
+    parent: eth2
+    netns: {lab.name("db")}
+""")
+    return path
+
+
+def test_validate_reports_every_error_with_its_place(lab: Lab, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ninterfaces:\n  - name: mv0\n    parent: eth1\n"
+                   "    mode: brige\n    mtu: 20\n")
+    result = run(lab, "validate", "-c", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:5:11: interfaces[0].mode: 'brige' is not one of" in result.stderr
+    assert "did you mean 'bridge'" in result.stderr
+    assert f"{bad}:6:10: interfaces[0].mtu:" in result.stderr
+
+
+def test_validate_accepts_the_shipped_example(lab: Lab) -> None:
+    example = Path(__file__).parent.parent / "etc" / "macvland" / "macvland.yaml"
+    result = run(lab, "validate", "-c", str(example))
+    assert result.returncode == 0, result.stderr
+
+
+def test_plan_apply_status_round_trip(lab: Lab, spec_file: Path) -> None:
+    lab.add_netns("web")
+
+    plan = run(lab, "plan", config=spec_file)
+    assert plan.returncode == 2, plan.stderr
+    assert "mv-web: create: macvlan vepa on eth1, mtu 1400, up" in plan.stdout
+    assert "mv-db" in plan.stderr and "pending" in plan.stderr
+    assert "mv-web" not in lab.links()  # plan is a dry run
+
+    applied = run(lab, "apply", config=spec_file)
+    assert applied.returncode == 1  # mv-db waits for its namespace
+    assert macvlan_info(lab.links()["mv-web"])["mode"] == "vepa"
+
+    lab.add_netns("db")
+    assert run(lab, "apply", config=spec_file).returncode == 0
+    assert run(lab, "plan", config=spec_file).returncode == 0
+
+    status = run(lab, "status", "--json", config=spec_file)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert {i["name"]: i["condition"] for i in report["interfaces"]} == {
+        "mv-web": "in sync", "mv-src": "in sync", "mv-db": "in sync"}
+    tree = {node["lower"]: {(c["name"], c["netns"]) for c in node["children"]}
+            for node in report["tree"]}
+    assert tree["eth1"] == {("mv-web", None), ("mv-src", lab.name("web"))}
+    assert tree["eth2"] == {("mv-db", lab.name("db"))}
+
+
+def test_plan_describes_in_place_changes_and_json(lab: Lab, spec_file: Path) -> None:
+    lab.add_netns("web")
+    lab.add_netns("db")
+    assert run(lab, "apply", config=spec_file).returncode == 0
+    spec_file.write_text(spec_file.read_text().replace("mode: vepa", "mode: private"))
+
+    plan = run(lab, "plan", config=spec_file)
+    assert plan.returncode == 2
+    assert plan.stdout.strip() == "mv-web: mode vepa -> private (in place)"
+
+    as_json = json.loads(run(lab, "plan", "--json", config=spec_file).stdout)
+    assert as_json["operations"] == [{
+        "op": "change", "netns": None, "name": "mv-web",
+        "ifindex": lab.links()["mv-web"]["ifindex"],
+        "changes": [{"field": "mode", "old": "vepa", "new": "private"}]}]
+
+
+def test_status_shows_drift_and_conflict(lab: Lab, spec_file: Path) -> None:
+    lab.add_netns("web")
+    lab.add_netns("db")
+    assert run(lab, "apply", config=spec_file).returncode == 0
+    lab.ip("link", "set", "mv-web", "mtu", "1300")
+    lab.ip("link", "del", "mv-db", netns=lab.name("db"))  # the owned one went, a veth came
+    lab.ip("link", "add", "mv-db", "type", "veth", "peer", "name", "y", netns=lab.name("db"))
+
+    status = run(lab, "status", config=spec_file)
+
+    assert status.returncode == 1
+    assert "mv-web: drifted: mv-web: mtu 1300 -> 1400 (in place)" in status.stdout
+    assert "conflict: mv-db already exists as a veth" in status.stdout
+
+
+def test_missing_spec_file_is_an_error(lab: Lab, tmp_path: Path) -> None:
+    result = run(lab, "apply", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml" in result.stderr and "No such file" in result.stderr
