@@ -94,7 +94,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for v in _problems(result.remaining):
         print(_verdict_line(v), file=sys.stderr)
     if not result.plan.operations:
-        print("nothing to do")
+        print("nothing to do", file=sys.stderr)
     return 0 if result.converged else 1
 
 
@@ -169,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as error:
         print(error, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`macvland plan | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 
