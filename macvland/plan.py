@@ -14,7 +14,7 @@ No I/O happens here. The rules it encodes, and why:
 - Source MACs change by additions first and removals second, so the list is never briefly
   empty (a replace would flush it, and the kernel applies it without rollback).
 - An owned link whose key left the spec is deleted; but one that could be moved to a namespace
-  that does not exist yet is left where it is until that namespace appears.
+  that does not exist yet (or cannot be read right now) is left where it is until it can.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class _Planner:
     def __init__(self, desired: DesiredState, observed: ObservedState) -> None:
         self.observed = observed
         self.ops: list[Operation] = []
-        self.wanted = {s.key for s in desired.interfaces if s.state is not State.ABSENT}
+        # Every key the spec names, absent ones included: none of those may be moved away.
+        self.named = {s.key for s in desired.interfaces}
         # Links accounted for by a spec entry: everything owned and not claimed is an orphan.
         self.claimed: set[tuple[Netns, str]] = set()
         self.home_names = observed.home_names()
@@ -116,6 +117,7 @@ class _Planner:
                                f"waits for netns {spec.netns} (it does not exist)")
             return None
         if spec.netns not in self.observed.links:
+            self._hold_move_source(spec)
             reason = self.observed.unreadable.get(spec.netns, "it was not observed")
             return Verdict(spec, Condition.ERROR,
                            f"netns {netns_label(spec.netns)} cannot be read: {reason}")
@@ -160,7 +162,7 @@ class _Planner:
         """An owned link of this name, elsewhere, that no spec entry keeps where it is."""
         for link in self.observed.owned():
             if (link.name == spec.name and link.netns != spec.netns
-                    and link.key not in self.wanted and link.key not in self.claimed
+                    and link.key not in self.named and link.key not in self.claimed
                     and link.parent == spec.parent
                     and not _recreate_reason(link, spec)):
                 return link
