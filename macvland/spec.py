@@ -21,6 +21,11 @@ graph, which keeps each node's line and column, and walks it itself. That also l
 scalars as written: `name: 0123` stays "0123", and a MAC such as 12:00:00:00:00:01 is not read
 as a YAML 1.1 base-60 integer.
 
+The spec may also be a directory of such documents, one per `*.yaml` fragment, read in name
+order as if they were one list: a fragment is a complete document, and the checks across
+interfaces (one definition per name, passthru alone, bc_cutoff and MACs per parent) see every
+fragment at once. A directory without fragments is an error, never "delete everything".
+
 Problems are collected, not raised one by one, so the operator sees all of them in one
 SpecError. Messages read `file:line:col: path: message`, with paths like `interfaces[2].mode`.
 """
@@ -31,7 +36,7 @@ import difflib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import AnyStr, TypeVar
@@ -103,27 +108,93 @@ _E = TypeVar("_E", bound=StrEnum)
 
 def parse_spec(text: bytes | str, filename: str) -> DesiredState:
     """The state a spec asks for; SpecError lists every problem in it."""
-    report = _Report(filename)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    source = text if isinstance(text, str) else _decode(text, report)
-    root = _compose(source, report) if source is not None else None
-    specs = _parse_document(root, report) if root is not None else []
-    if report.problems:
-        raise SpecError(report.problems)
-    return DesiredState(
-        interfaces=tuple(specs), source=filename, sha256=hashlib.sha256(data).hexdigest()
-    )
+    return _merge([(filename, text)], filename, hashlib.sha256(data).hexdigest())
 
 
 def load_spec(path: str) -> DesiredState:
-    """Read and parse the spec file at `path`; an unreadable file is a SpecError too."""
+    """Read and parse the spec at `path`, a file or a directory of `*.yaml` fragments.
+
+    An unreadable file, or a directory without fragments, is a SpecError too.
+    """
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        if os.path.isdir(path):
+            return _load_directory(path)
+        data = _read(path)
     except OSError as exc:
-        problem = SpecProblem(path, 0, 0, "", f"cannot read: {exc.strerror or exc}")
-        raise SpecError([problem]) from exc
+        raise SpecError([_unreadable(path, exc)]) from exc
     return parse_spec(data, path)
+
+
+def _load_directory(directory: str) -> DesiredState:
+    """The fragments merged in name order; OSError when the directory cannot be listed."""
+    names = _fragment_names(directory)
+    if not names:
+        message = "no *.yaml fragments (to manage no interfaces, add one with 'interfaces: []')"
+        raise SpecError([SpecProblem(directory, 0, 0, "", message)])
+    fragments: list[tuple[str, bytes]] = []
+    problems: list[SpecProblem] = []
+    # Names and contents are length-framed, so a rename changes the hash as an edit does.
+    digest = hashlib.sha256()
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            data = _read(path)
+        except OSError as exc:
+            problems.append(_unreadable(path, exc))
+            continue
+        for part in (os.fsencode(name), data):
+            digest.update(len(part).to_bytes(8, "big") + part)
+        fragments.append((path, data))
+    return _merge(fragments, directory, digest.hexdigest(), problems)
+
+
+def _merge(
+    files: Iterable[tuple[str, bytes | str]],
+    source: str,
+    sha256: str,
+    problems: Iterable[SpecProblem] = (),
+) -> DesiredState:
+    """Parse each file on its own, then check the interfaces of all of them together."""
+    found = list(problems)
+    items: list[_Parsed] = []
+    for filename, text in files:
+        report = _Report(filename)
+        items += _parse_file(text, report)
+        found += report.problems
+    found += (problem for check in _CROSS_CHECKS for problem in check(items))
+    if found:
+        raise SpecError(found)
+    return DesiredState(interfaces=tuple(item.spec for item in items), source=source, sha256=sha256)
+
+
+# --- files and directories ----------------------------------------------------------------
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _unreadable(path: str, exc: OSError) -> SpecProblem:
+    return SpecProblem(path, 0, 0, "", f"cannot read: {exc.strerror or exc}")
+
+
+def _fragment_names(directory: str) -> list[str]:
+    """The names of the directory's fragments, sorted: the order their interfaces merge in."""
+    with os.scandir(directory) as entries:
+        return sorted(entry.name for entry in entries if _is_fragment(entry))
+
+
+def _is_fragment(entry: os.DirEntry[str]) -> bool:
+    """A visible `*.yaml` regular file, or a symlink to one.
+
+    A dangling symlink counts too: left out, its interfaces would be deleted without a word,
+    while read, it fails with "cannot read".
+    """
+    if entry.name.startswith(".") or not entry.name.endswith(".yaml"):
+        return False
+    return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
 
 
 # --- collecting problems ------------------------------------------------------------------
@@ -160,6 +231,13 @@ def _position(text: AnyStr, index: int, newline: AnyStr) -> tuple[int, int]:
 
 
 # --- text to one YAML node ----------------------------------------------------------------
+
+
+def _parse_file(text: bytes | str, report: _Report) -> list[_Parsed]:
+    """The interfaces of one spec document, as far as they parse; problems go to `report`."""
+    source = text if isinstance(text, str) else _decode(text, report)
+    root = _compose(source, report) if source is not None else None
+    return _parse_document(root, report) if root is not None else []
 
 
 def _decode(data: bytes, report: _Report) -> str | None:
@@ -500,6 +578,7 @@ class _Parsed:
     """
 
     spec: MacvlanSpec
+    file: str
     node: Node
     path: str
     bad: frozenset[str]
@@ -511,11 +590,19 @@ class _Parsed:
     def usable(self, *keys: str) -> bool:
         return self.bad.isdisjoint(keys)
 
-    def where(self) -> str:
-        return f"{self.path} (line {self.line})"
+    def where(self, seen_from: _Parsed) -> str:
+        """This item's place, as a message about `seen_from` names it."""
+        place = f"line {self.line}" if self.file == seen_from.file else f"{self.file}:{self.line}"
+        return f"{self.path} ({place})"
+
+    def problem(self, message: str) -> SpecProblem:
+        """A problem at the start of this item."""
+        return SpecProblem(
+            self.file, self.line, self.node.start_mark.column + 1, self.path, message
+        )
 
 
-def _parse_document(root: Node, report: _Report) -> list[MacvlanSpec]:
+def _parse_document(root: Node, report: _Report) -> list[_Parsed]:
     if not isinstance(root, MappingNode):
         message = f"expected a mapping with keys 'version' and 'interfaces', got {_describe(root)}"
         report.at(root, "", message)
@@ -541,10 +628,7 @@ def _parse_document(root: Node, report: _Report) -> list[MacvlanSpec]:
         _parse_interface(item, f"interfaces[{index}]", report)
         for index, item in enumerate(interfaces.value)
     ]
-    usable = [item for item in parsed if item is not None]
-    for check in _CROSS_CHECKS:
-        check(usable, report)
-    return [item.spec for item in usable]
+    return [item for item in parsed if item is not None]
 
 
 def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
@@ -583,7 +667,7 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
         bc_cutoff=bc_cutoff,
         origin=f"{report.file}:{_line(node)}",
     )
-    return _Parsed(spec, node, path, frozenset(fields.bad))
+    return _Parsed(spec, report.file, node, path, frozenset(fields.bad))
 
 
 def _check_mode_settings(fields: _Fields, mode: Mode, flags: list[tuple[str, Node, Flag]]) -> None:
@@ -608,10 +692,10 @@ def _check_mode_settings(fields: _Fields, mode: Mode, flags: list[tuple[str, Nod
         )
 
 
-# --- checks across interfaces: each reports at the later item and names the earlier -------
+# --- checks across interfaces, of every file: at the later item, naming the earlier ------
 
 
-def _check_unique_identities(items: list[_Parsed], report: _Report) -> None:
+def _check_unique_identities(items: list[_Parsed]) -> Iterator[SpecProblem]:
     first: dict[tuple[Netns, str], _Parsed] = {}
     for item in items:
         if not item.usable("netns"):
@@ -619,16 +703,14 @@ def _check_unique_identities(items: list[_Parsed], report: _Report) -> None:
         other = first.setdefault(item.spec.key, item)
         if other is not item:
             label = netns_label(item.spec.netns)
-            report.at(
-                item.node,
-                item.path,
+            yield item.problem(
                 f"interface {item.spec.name!r} in namespace {label} is already defined "
-                f"by {other.where()}",
+                f"by {other.where(item)}"
             )
 
 
 def _siblings(items: list[_Parsed], *needed: str) -> dict[str, list[_Parsed]]:
-    """The interfaces that will exist, by parent, in file order."""
+    """The interfaces that will exist, by parent, in spec order."""
     groups: dict[str, list[_Parsed]] = {}
     for item in items:
         if item.usable("state", *needed) and item.spec.state is not State.ABSENT:
@@ -636,7 +718,7 @@ def _siblings(items: list[_Parsed], *needed: str) -> dict[str, list[_Parsed]]:
     return groups
 
 
-def _check_passthru_alone(items: list[_Parsed], report: _Report) -> None:
+def _check_passthru_alone(items: list[_Parsed]) -> Iterator[SpecProblem]:
     """The kernel lets nothing share a parent with a passthru interface.
 
     A passthru interface conflicts with the first sibling before it, and every interface
@@ -649,36 +731,34 @@ def _check_passthru_alone(items: list[_Parsed], report: _Report) -> None:
             if item.spec.mode is Mode.PASSTHRU:
                 conflict = (
                     f"passthru interface {item.spec.name!r} shares parent {parent!r} "
-                    f"with {first.spec.name!r} at {first.where()}"
+                    f"with {first.spec.name!r} at {first.where(item)}"
                 )
                 passthru = passthru or item
             elif passthru is not None:
                 conflict = (
                     f"parent {parent!r} already has the passthru interface "
-                    f"{passthru.spec.name!r} at {passthru.where()}"
+                    f"{passthru.spec.name!r} at {passthru.where(item)}"
                 )
             else:
                 continue
-            report.at(item.node, item.path, f"{conflict}; a passthru interface must be alone")
+            yield item.problem(f"{conflict}; a passthru interface must be alone")
 
 
-def _check_bc_cutoff_agrees(items: list[_Parsed], report: _Report) -> None:
+def _check_bc_cutoff_agrees(items: list[_Parsed]) -> Iterator[SpecProblem]:
     """The kernel keeps one broadcast cutoff per parent, so siblings that set it must agree."""
     for parent, group in _siblings(items, "bc_cutoff").items():
         setters = [item for item in group if item.spec.bc_cutoff is not None]
         for item in setters[1:]:
             first = setters[0]
             if item.spec.bc_cutoff != first.spec.bc_cutoff:
-                report.at(
-                    item.node,
-                    item.path,
+                yield item.problem(
                     f"bc_cutoff {item.spec.bc_cutoff} disagrees with bc_cutoff "
-                    f"{first.spec.bc_cutoff} of {first.where()} on the same parent "
-                    f"{parent!r}; the kernel keeps one bc_cutoff per parent",
+                    f"{first.spec.bc_cutoff} of {first.where(item)} on the same parent "
+                    f"{parent!r}; the kernel keeps one bc_cutoff per parent"
                 )
 
 
-def _check_macs_unique_per_parent(items: list[_Parsed], report: _Report) -> None:
+def _check_macs_unique_per_parent(items: list[_Parsed]) -> Iterator[SpecProblem]:
     """The kernel refuses two interfaces with one MAC on the same parent."""
     for parent, group in _siblings(items, "mac").items():
         first: dict[str, _Parsed] = {}
@@ -687,15 +767,13 @@ def _check_macs_unique_per_parent(items: list[_Parsed], report: _Report) -> None
                 continue
             other = first.setdefault(item.spec.mac, item)
             if other is not item:
-                report.at(
-                    item.node,
-                    item.path,
-                    f"mac {item.spec.mac} is already used by {other.where()} on the same "
-                    f"parent {parent!r}",
+                yield item.problem(
+                    f"mac {item.spec.mac} is already used by {other.where(item)} on the same "
+                    f"parent {parent!r}"
                 )
 
 
-_CROSS_CHECKS: tuple[Callable[[list[_Parsed], _Report], None], ...] = (
+_CROSS_CHECKS: tuple[Callable[[list[_Parsed]], Iterator[SpecProblem]], ...] = (
     _check_unique_identities,
     _check_passthru_alone,
     _check_bc_cutoff_agrees,

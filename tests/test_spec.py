@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -832,3 +833,245 @@ def test_public_surface() -> None:
     import macvland.spec
 
     assert sorted(macvland.spec.__all__) == ["SPEC_VERSION", "load_spec", "parse_spec"]
+
+
+# --- a directory of fragments -------------------------------------------------------------
+
+EMPTY = "version: 1\ninterfaces: []\n"
+
+
+def write_fragments(directory: Path, fragments: dict[str, str]) -> Path:
+    directory.mkdir(exist_ok=True)
+    for name, text in fragments.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+def fragment(*items: str) -> str:
+    """A fragment whose items are `name parent [key: value]...`; the first starts on line 3."""
+    lines = ["version: 1", "interfaces:"]
+    for item in items:
+        name, parent, *settings = item.split(" ", 2)
+        lines += [f"  - name: {name}", f"    parent: {parent}"]
+        lines += [f"    {setting}" for setting in settings[0].split(", ")] if settings else []
+    return "\n".join(lines) + "\n"
+
+
+def directory_problems(directory: Path) -> list[SpecProblem]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(directory))
+    return caught.value.problems
+
+
+def test_fragments_merge_in_name_order(tmp_path: Path) -> None:
+    directory = write_fragments(
+        tmp_path / "spec.d",
+        {
+            "b.yaml": fragment("mv2 eth0", "mv3 eth1"),
+            "a.yaml": fragment("mv1 eth0 mode: vepa"),
+            "00-first.yaml": fragment("mv0 eth2"),
+            "c-empty.yaml": EMPTY,
+        },
+    )
+    desired = load_spec(str(directory))
+    assert [(spec.name, spec.origin) for spec in desired.interfaces] == [
+        ("mv0", f"{directory}/00-first.yaml:3"),
+        ("mv1", f"{directory}/a.yaml:3"),
+        ("mv2", f"{directory}/b.yaml:3"),
+        ("mv3", f"{directory}/b.yaml:5"),
+    ]
+    assert desired.interfaces[1].mode is Mode.VEPA
+    assert desired.source == str(directory)
+
+
+def test_one_fragment_gives_the_interfaces_of_the_same_file(tmp_path: Path) -> None:
+    directory = write_fragments(tmp_path / "spec.d", {"all.yaml": FULL})
+    assert load_spec(str(directory)).interfaces == parse_spec(FULL, FILE).interfaces
+
+
+# (id, a.yaml, b.yaml, the problem's line and path in b.yaml, a part of its message)
+CONFLICTS_ACROSS_FRAGMENTS = [
+    (
+        "same_name_twice",
+        fragment("mv0 eth0"),
+        fragment("mv9 eth1", "mv0 eth1"),
+        5,
+        "interfaces[1]",
+        "interface 'mv0' in namespace host is already defined by interfaces[0] ({a}:3)",
+    ),
+    (
+        "same_name_in_one_namespace_spelt_two_ways",
+        fragment("mv0 eth0 netns: blue"),
+        fragment("mv0 eth1 netns: /run/netns/blue"),
+        3,
+        "interfaces[0]",
+        "interface 'mv0' in namespace blue is already defined by interfaces[0] ({a}:3)",
+    ),
+    (
+        "passthru_after_a_sibling",
+        fragment("mv0 eth0"),
+        fragment("mv1 eth0 mode: passthru"),
+        3,
+        "interfaces[0]",
+        "passthru interface 'mv1' shares parent 'eth0' with 'mv0' at interfaces[0] ({a}:3)",
+    ),
+    (
+        "sibling_after_passthru",
+        fragment("mv0 eth0 mode: passthru"),
+        fragment("mv1 eth0"),
+        3,
+        "interfaces[0]",
+        "parent 'eth0' already has the passthru interface 'mv0' at interfaces[0] ({a}:3)",
+    ),
+    (
+        "bc_cutoff_disagrees",
+        fragment("mv0 eth0 bc_cutoff: 2"),
+        fragment("mv1 eth0 bc_cutoff: 3"),
+        3,
+        "interfaces[0]",
+        "bc_cutoff 3 disagrees with bc_cutoff 2 of interfaces[0] ({a}:3) on the same parent",
+    ),
+    (
+        "same_mac_on_one_parent",
+        fragment("mv0 eth0 mac: 02:00:00:00:00:01"),
+        fragment("mv1 eth0 mac: 02:00:00:00:00:01"),
+        3,
+        "interfaces[0]",
+        "mac 02:00:00:00:00:01 is already used by interfaces[0] ({a}:3) on the same parent",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "line", "path", "message"),
+    [pytest.param(*row[1:], id=row[0]) for row in CONFLICTS_ACROSS_FRAGMENTS],
+)
+def test_conflicts_across_fragments_name_both_places(
+    tmp_path: Path, first: str, second: str, line: int, path: str, message: str
+) -> None:
+    directory = write_fragments(tmp_path / "spec.d", {"a.yaml": first, "b.yaml": second})
+    problems = directory_problems(directory)
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    problem = problems[0]
+    assert (problem.file, problem.line, problem.column, problem.path) == (
+        f"{directory}/b.yaml",
+        line,
+        5,
+        path,
+    )
+    assert message.format(a=f"{directory}/a.yaml") in problem.message
+
+
+def test_a_conflict_within_one_fragment_keeps_the_line_wording(tmp_path: Path) -> None:
+    directory = write_fragments(
+        tmp_path / "spec.d", {"a.yaml": EMPTY, "b.yaml": fragment("mv0 eth0", "mv0 eth1")}
+    )
+    (problem,) = directory_problems(directory)
+    assert str(problem) == (
+        f"{directory}/b.yaml:5:5: interfaces[1]: interface 'mv0' in namespace host is already "
+        "defined by interfaces[0] (line 3)"
+    )
+
+
+def test_problems_of_every_fragment_are_reported_together(tmp_path: Path) -> None:
+    directory = write_fragments(
+        tmp_path / "spec.d",
+        {
+            "a.yaml": fragment("mv0 eth0 mode: brige"),
+            "b.yaml": "version: 2\ninterfaces: []\n",
+            "c.yaml": "",
+            "d.yaml": fragment("mv0 eth1"),
+        },
+    )
+    (directory / "e.yaml").symlink_to(directory / "missing.yaml")
+    found = [(Path(p.file).name, p.line, p.column, p.path) for p in directory_problems(directory)]
+    assert found == [
+        ("a.yaml", 5, 11, "interfaces[0].mode"),
+        ("b.yaml", 1, 10, "version"),
+        ("c.yaml", 1, 1, ""),
+        # mv0's mode is bad, but its identity is not: the duplicate is still found.
+        ("d.yaml", 3, 5, "interfaces[0]"),
+        ("e.yaml", 0, 0, ""),
+    ]
+
+
+def test_only_visible_yaml_files_and_links_to_them_are_fragments(tmp_path: Path) -> None:
+    directory = write_fragments(
+        tmp_path / "spec.d",
+        {
+            "a.yaml": fragment("mv0 eth0"),
+            ".hidden.yaml": "not: [a spec",
+            "b.yaml.swp": "not: [a spec",
+            "c.yml": "not: [a spec",
+            "README": "not: [a spec",
+        },
+    )
+    (directory / "sub.yaml").mkdir()
+    (directory / "sub.yaml" / "inner.yaml").write_text(fragment("mv9 eth9"))
+    (tmp_path / "elsewhere.yaml").write_text(fragment("mv1 eth0"))
+    (directory / "b.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    desired = load_spec(str(directory))
+    assert [spec.name for spec in desired.interfaces] == ["mv0", "mv1"]
+    assert desired.interfaces[1].origin == f"{directory}/b.yaml:3"
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        pytest.param({}, id="empty_directory"),
+        pytest.param({".spec.yaml": EMPTY, "spec.yml": EMPTY}, id="only_other_files"),
+    ],
+)
+def test_a_directory_without_fragments_is_an_error(
+    tmp_path: Path, contents: dict[str, str]
+) -> None:
+    directory = write_fragments(tmp_path / "spec.d", contents)
+    (problem,) = directory_problems(directory)
+    assert (problem.file, problem.line, problem.column, problem.path) == (str(directory), 0, 0, "")
+    assert "no *.yaml fragments" in problem.message
+
+
+def hash_of(directory: Path) -> str:
+    return load_spec(str(directory)).sha256
+
+
+def edit(directory: Path) -> None:
+    (directory / "b.yaml").write_text(fragment("mv1 eth0 mtu: 1400"))
+
+
+def rename(directory: Path) -> None:
+    (directory / "b.yaml").rename(directory / "c.yaml")
+
+
+def remove(directory: Path) -> None:
+    (directory / "b.yaml").unlink()
+
+
+def add_empty(directory: Path) -> None:
+    (directory / "c.yaml").write_text(EMPTY)
+
+
+def touch_ignored(directory: Path) -> None:
+    (directory / "notes.txt").write_text("anything")
+
+
+@pytest.mark.parametrize(
+    ("change", "changes_hash"),
+    [
+        pytest.param(edit, True, id="a_fragment_is_edited"),
+        pytest.param(rename, True, id="a_fragment_is_renamed"),
+        pytest.param(remove, True, id="a_fragment_is_removed"),
+        pytest.param(add_empty, True, id="an_empty_fragment_is_added"),
+        pytest.param(touch_ignored, False, id="a_non_fragment_is_written"),
+    ],
+)
+def test_the_hash_covers_every_fragment_and_its_name(
+    tmp_path: Path, change: Callable[[Path], None], changes_hash: bool
+) -> None:
+    directory = write_fragments(
+        tmp_path / "spec.d", {"a.yaml": fragment("mv0 eth0"), "b.yaml": fragment("mv1 eth0")}
+    )
+    before = hash_of(directory)
+    assert hash_of(directory) == before
+    change(directory)
+    assert (hash_of(directory) != before) is changes_hash
