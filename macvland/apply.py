@@ -71,11 +71,18 @@ class Outcome:
 
 
 def apply(operations: tuple[Operation, ...], namespaces: Namespaces,
-          report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run `operations` in order, calling `report` after each."""
+          report: Callable[[Outcome], None] | None = None,
+          stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+    """Run `operations` in order, calling `report` after each.
+
+    `stop` is asked before each operation: a daemon told to exit finishes the one in flight and
+    leaves the rest for its next start.
+    """
     outcomes = []
     failed: set[tuple[Netns, str]] = set()
     for op in operations:
+        if stop():
+            break
         key = (op.netns, op.name)
         if key in failed:
             outcome = Outcome(op, skipped=True)

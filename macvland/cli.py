@@ -1,4 +1,4 @@
-"""The command line: validate, plan, apply, status.
+"""The command line: validate, plan, apply, status, and run (the daemon).
 
 Exit codes: 0 success (for `plan`: nothing would change), 1 error or not converged, 2 `plan`
 found something to change.
@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from macvland import audit
 from macvland.apply import Outcome
 from macvland.errors import SpecError
 from macvland.ledger import Ledger
+from macvland.loop import Daemon
 from macvland.model import DesiredState, Link, ObservedState, netns_label
 from macvland.netns import Namespaces
 from macvland.plan import Condition, Plan, Verdict, plan
@@ -115,6 +117,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(v.condition is Condition.IN_SYNC for v in p.verdicts) else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    audit.to_stderr()
+    with Namespaces() as namespaces:
+        daemon = Daemon(_config(args), namespaces, Ledger(), resync=args.resync,
+                        debounce=args.debounce / 1000)
+        return daemon.run()
+
+
 def _children(observed: ObservedState) -> dict[str, list[Link]]:
     """Macvlans grouped under their lower device, across namespaces."""
     tree: dict[str, list[Link]] = defaultdict(list)
@@ -159,7 +169,22 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if json_flag:
             sub.add_argument("--json", action="store_true", help="machine-readable output")
+    run = commands.add_parser("run", parents=[config], help="the daemon: keep the kernel "
+                              "matching the spec", description="the daemon: keep the kernel "
+                              "matching the spec, driven by file, netlink and namespace events")
+    run.set_defaults(func=cmd_run)
+    run.add_argument("--resync", type=_positive, default=300.0, metavar="SECONDS",
+                     help="full resync interval (default 300)")
+    run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
+                     help="how long to gather events into one pass (default 50)")
     return top
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

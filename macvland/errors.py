@@ -35,8 +35,10 @@ class SpecProblem:
 
 
 class SpecError(MacvlandError):
-    def __init__(self, problems: list[SpecProblem]) -> None:
+    def __init__(self, problems: list[SpecProblem], sha256: str = "") -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        self.sha256 = sha256
+        """Hash of the rejected content ("" when it could not be read at all)."""
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

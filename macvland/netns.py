@@ -103,14 +103,40 @@ class Namespaces:
         except OSError as error:
             raise NamespaceUnavailable(path, error.strerror or str(error)) from None
         try:
-            sock = RtnlSocket(_socket_in(fd) if netns is not None or self.home else
-                              socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
-                                            socket.NETLINK_ROUTE))
+            sock = RtnlSocket(self._socket_in(netns, fd))
         except OSError as error:
             os.close(fd)
             raise NamespaceUnavailable(path, error.strerror or str(error)) from None
         entry = self._entries[netns] = _Entry(fd, sock)
         return entry
+
+    def _socket_in(self, netns: Netns, fd: int) -> socket.socket:
+        if netns is None and self.home is None:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        return _socket_in(fd)
+
+    def open_event_socket(self, netns: Netns) -> tuple[socket.socket, tuple[int, int]]:
+        """A new socket inside `netns` (not pooled), and the identity of the namespace file.
+
+        For the event watcher, which must hold its own subscribed sockets. Raises
+        NamespaceMissing or OSError.
+        """
+        path = self.path(netns)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NamespaceMissing(path) from None
+        try:
+            return self._socket_in(netns, fd), _identity(fd)
+        finally:
+            os.close(fd)
+
+    def identity(self, netns: Netns) -> tuple[int, int] | None:
+        """Which namespace the file names right now (None: there is no such file)."""
+        try:
+            return _identity_of_path(self.path(netns))
+        except FileNotFoundError:
+            return None
 
     def socket(self, netns: Netns) -> RtnlSocket:
         """The socket inside `netns`; raises NamespaceMissing or NamespaceUnavailable."""

@@ -6,25 +6,29 @@ against what was sent) is what catches the kernel silently ignoring a request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from macvland.apply import Outcome, apply
 from macvland.ledger import Ledger
-from macvland.model import DesiredState, ObservedState
+from macvland.model import DesiredState, Netns, ObservedState
 from macvland.netns import Namespaces
 from macvland.observe import observe
-from macvland.ops import Create, Move
+from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, plan
+
+Key = tuple[Netns, str]
 
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
     plan: Plan
-    """What the pass set out to do."""
+    """What the pass set out to do (held interfaces' operations included, but not run)."""
     outcomes: tuple[Outcome, ...]
     remaining: Plan
     """The plan computed from the kernel after applying: empty when everything converged."""
+    observed: ObservedState
+    """The kernel as last read, after applying."""
 
     @property
     def converged(self) -> bool:
@@ -38,19 +42,27 @@ def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger) -
 
 
 def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
-              report: Callable[[Outcome], None] | None = None) -> PassResult:
+              report: Callable[[Outcome], None] | None = None,
+              hold: Collection[Key] = frozenset(),
+              stop: Callable[[], bool] = lambda: False) -> PassResult:
+    """One pass; operations on the interfaces in `hold` are planned but not run."""
     observed = observe_for(desired, namespaces, ledger)
     first = plan(desired, observed)
-    if not first.operations:
+    runnable = tuple(op for op in first.operations if not _touches(op, hold))
+    if not runnable:
         _remember(ledger, observed, first)
-        return PassResult(first, (), first)
+        return PassResult(first, (), first, observed)
     # Written ahead, so that a crash mid-apply still leaves a trail to every namespace used.
     ledger.record(ledger.namespaces() | _targets(first))
-    outcomes = tuple(apply(first.operations, namespaces, report))
+    outcomes = tuple(apply(runnable, namespaces, report, stop))
     after = observe_for(desired, namespaces, ledger)
     remaining = plan(desired, after)
     _remember(ledger, after, remaining)
-    return PassResult(first, outcomes, remaining)
+    return PassResult(first, outcomes, remaining, after)
+
+
+def _touches(op: Operation, keys: Collection[Key]) -> bool:
+    return (op.netns, op.name) in keys or (isinstance(op, Move) and (op.target, op.name) in keys)
 
 
 def _targets(p: Plan) -> set[str]:

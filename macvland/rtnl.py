@@ -142,6 +142,18 @@ def attrs(data: bytes | memoryview, offset: int = 0) -> Iterator[tuple[int, memo
         offset += (length + 3) & ~3
 
 
+def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
+    """(type, flags, seq, body) of each netlink message in one datagram."""
+    view = memoryview(data)
+    offset = 0
+    while offset + _HEADER.size <= len(view):
+        length, kind, flags, seq, _pid = _HEADER.unpack_from(view, offset)
+        if length < _HEADER.size:
+            break
+        yield kind, flags, seq, view[offset + _HEADER.size:offset + length]
+        offset += (length + 3) & ~3
+
+
 def _text(value: memoryview) -> str:
     return bytes(value).split(b"\0", 1)[0].decode(errors="replace")
 
@@ -273,15 +285,9 @@ class RtnlSocket:
         """(type, flags, body) of every message answering `seq`, until the caller stops."""
         while True:
             size = self._sock.recv_into(self._buffer)
-            view = memoryview(self._buffer)[:size]
-            offset = 0
-            while offset + _HEADER.size <= size:
-                length, kind, flags, mseq, _pid = _HEADER.unpack_from(view, offset)
-                if length < _HEADER.size:
-                    break
+            for kind, flags, mseq, body in messages(memoryview(self._buffer)[:size]):
                 if mseq == seq:
-                    yield kind, flags, view[offset + _HEADER.size:offset + length]
-                offset += (length + 3) & ~3
+                    yield kind, flags, body
 
     def request(self, kind: int, body: bytes, flags: int = 0) -> None:
         """Send a change and wait for the kernel's acknowledgement; raise KernelError."""

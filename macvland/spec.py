@@ -164,7 +164,7 @@ def _merge(
         found += report.problems
     found += (problem for check in _CROSS_CHECKS for problem in check(items))
     if found:
-        raise SpecError(found)
+        raise SpecError(found, sha256)
     return DesiredState(interfaces=tuple(item.spec for item in items), source=source, sha256=sha256)
 
 

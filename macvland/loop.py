@@ -1,0 +1,318 @@
+"""The daemon: wake on events, coalesce them, and run whole reconcile passes.
+
+One thread runs passes; watchers only wake it. Between events it sleeps until the next timer
+(resync, or a backed-off retry), never polling. Safety rules it adds on top of a single pass:
+
+- The last good spec stays in force: a spec that does not validate, or a file that vanished,
+  is logged and changes nothing.
+- A failing interface backs off exponentially (capped) while the others converge; a spec
+  change or a relevant event retries it at once.
+- When something keeps undoing macvland's corrections on an interface, macvland stops fighting
+  over that interface for a while and says so, naming the fields and the values it kept seeing.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from macvland import audit
+from macvland.apply import Outcome
+from macvland.errors import SpecError
+from macvland.ledger import Ledger
+from macvland.model import DesiredState, Netns, ObservedState, State
+from macvland.netns import Namespaces
+from macvland.ops import Change, Create, Move, show
+from macvland.plan import Condition, Verdict
+from macvland.reconcile import Key, PassResult, reconcile
+from macvland.spec import load_spec
+from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
+
+Clock = Callable[[], float]
+
+
+class Wakeup:
+    """Coalesces wake-ups: many triggers within the debounce window make one pass.
+
+    `SimpleQueue.put` is reentrant, so signal handlers may call `wake` too.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._queue: queue.SimpleQueue[Trigger | None] = queue.SimpleQueue()
+        self._clock = clock
+
+    def wake(self, trigger: Trigger | None = None) -> None:
+        """Ask for a pass for `trigger`; None only interrupts the wait."""
+        self._queue.put(trigger)
+
+    def wait(self, timeout: float | None, debounce: float) -> set[Trigger]:
+        """Sleep until woken (or `timeout`), then gather what arrives within `debounce`."""
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return set()
+        triggers = {first}
+        deadline = self._clock() + debounce
+        while (left := deadline - self._clock()) > 0:
+            try:
+                triggers.add(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return {t for t in triggers if t is not None}
+
+
+@dataclass
+class Backoff:
+    """Exponential, capped retry delays per interface; forgotten on success."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    _failures: dict[Key, tuple[int, float]] = field(default_factory=dict)
+
+    def failed(self, key: Key, now: float) -> None:
+        count = self._failures.get(key, (0, 0.0))[0] + 1
+        self._failures[key] = (count, now + min(self.cap, self.base * 2 ** (count - 1)))
+
+    def succeeded(self, key: Key) -> None:
+        self._failures.pop(key, None)
+
+    def retry_now(self) -> None:
+        """Make every retry due, keeping the counts so a persistent failure still backs off."""
+        self._failures = {k: (count, 0.0) for k, (count, _) in self._failures.items()}
+
+    def held(self, now: float) -> set[Key]:
+        return {k for k, (_, due) in self._failures.items() if due > now}
+
+    def next_due(self, now: float) -> float | None:
+        return min((due for _, due in self._failures.values() if due > now), default=None)
+
+
+@dataclass
+class FightGuard:
+    """Notices an interface whose corrections keep being undone, and stops fighting for it."""
+
+    limit: int = 3
+    """Corrections of one interface within `window` seconds tolerated before holding it."""
+    window: float = 60.0
+    hold: float = 300.0
+    _corrections: dict[Key, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    _seen: dict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
+    _held: dict[Key, float] = field(default_factory=dict)
+
+    def corrected(self, key: Key, fields: str, seen: str, now: float) -> bool:
+        """Record one correction; True when this one makes the interface held."""
+        times = self._corrections[key]
+        times.append(now)
+        while times and times[0] < now - self.window:
+            times.popleft()
+        self._seen[key] = [*self._seen[key][-self.limit:], f"{fields}={seen}"]
+        if len(times) > self.limit:
+            self._held[key] = now + self.hold
+            times.clear()
+            return True
+        return False
+
+    def seen(self, key: Key) -> str:
+        return ", ".join(sorted(set(self._seen[key])))
+
+    def held(self, now: float) -> set[Key]:
+        return {k for k, until in self._held.items() if until > now}
+
+    def next_due(self, now: float) -> float | None:
+        return min((u for u in self._held.values() if u > now), default=None)
+
+    def reset(self) -> None:
+        """A new spec is a new intent: forget old fights."""
+        self._corrections.clear()
+        self._seen.clear()
+        self._held.clear()
+
+
+# Triggers after which a correction is not a fight: the operator asked for the change.
+_INTENDED = frozenset({Trigger.STARTUP, Trigger.SPEC})
+
+
+@dataclass
+class Daemon:
+    config: str
+    namespaces: Namespaces
+    ledger: Ledger
+    resync: float = 300.0
+    debounce: float = 0.05
+    netns_dir: str = "/run/netns"
+    clock: Clock = time.monotonic
+    on_pass: Callable[[Daemon, PassResult | None], None] | None = None
+    """Called after every pass (the systemd glue reports status and readiness from here)."""
+
+    desired: DesiredState | None = None
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    backoff: Backoff = field(default_factory=Backoff)
+    fights: FightGuard = field(default_factory=FightGuard)
+    stopping: bool = False
+    last: PassResult | None = None
+    _reload: bool = True
+    _seen_sha256: str | None = None
+    _reported: dict[Key, str] = field(default_factory=dict)
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+        self.wakeup.wake()
+
+    def reload(self, *_: object) -> None:
+        self._reload = True
+        self.wakeup.wake(Trigger.SPEC)
+
+    def run(self) -> int:
+        files = FileWatcher(self.config, self.netns_dir, self.wakeup.wake)
+        links = LinkWatcher(self.namespaces, self.wakeup.wake)
+        previous = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGTERM, self._on_signal), (signal.SIGINT, self._on_signal),
+            (signal.SIGHUP, self._on_hup))}
+        files.start()
+        links.start()
+        try:
+            self.wakeup.wake(Trigger.STARTUP)
+            resync_at = self.clock() + self.resync
+            while not self.stopping:
+                now = self.clock()
+                due = [resync_at, self.backoff.next_due(now), self.fights.next_due(now)]
+                timeout = max(0.0, min(d for d in due if d is not None) - now)
+                triggers = self.wakeup.wait(timeout, self.debounce)
+                if self.stopping:
+                    break
+                if not triggers:
+                    triggers = {Trigger.RESYNC if self.clock() >= resync_at else Trigger.RETRY}
+                if self.pass_once(triggers):
+                    resync_at = self.clock() + self.resync
+                    links.watch(self._interest())
+        finally:
+            files.stop()
+            links.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        audit.info("stopping; interfaces are left in place")
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop()
+
+    def _on_hup(self, signum: int, _frame: FrameType | None) -> None:
+        self.reload()
+
+    def pass_once(self, triggers: set[Trigger]) -> bool:
+        """Reload the spec if asked, then reconcile; False when nothing called for a pass."""
+        trigger = min(triggers, key=list(Trigger).index)
+        if Trigger.SPEC in triggers or Trigger.STARTUP in triggers:
+            changed = self._load_spec(trigger)
+            if triggers <= {Trigger.SPEC} and not changed:
+                return False  # our own reads, or a write that changed nothing
+        if self.desired is None:
+            if self.on_pass:
+                self.on_pass(self, None)  # nothing to enforce yet, but the daemon is up
+            return False
+        if triggers & {Trigger.SPEC, Trigger.NETNS, Trigger.DRIFT, Trigger.STARTUP}:
+            self.backoff.retry_now()
+        now = self.clock()
+        desired = self.desired
+        result = reconcile(
+            desired, self.namespaces, self.ledger,
+            report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
+            hold=self.backoff.held(now) | self.fights.held(now),
+            stop=lambda: self.stopping)
+        self._account(result, triggers, now)
+        self.last = result
+        if self.on_pass:
+            self.on_pass(self, result)
+        return True
+
+    def _load_spec(self, trigger: Trigger) -> bool:
+        """Read the spec; True when a new valid one took force (or a reload was asked)."""
+        forced, self._reload = self._reload, False
+        try:
+            desired = load_spec(self.config)
+        except SpecError as error:
+            if error.sha256 != self._seen_sha256 or forced:
+                self._seen_sha256 = error.sha256
+                audit.spec_rejected(error, self.config,
+                                    self.desired.sha256 if self.desired else None)
+            return False
+        if desired.sha256 == self._seen_sha256 and not forced:
+            return False
+        self._seen_sha256 = desired.sha256
+        if self.desired is None or desired.sha256 != self.desired.sha256:
+            audit.spec_accepted(desired, str(trigger))
+            self.fights.reset()
+        self.desired = desired
+        return True
+
+    def _account(self, result: PassResult, triggers: set[Trigger], now: float) -> None:
+        failed = {(o.operation.netns, o.operation.name) for o in result.outcomes if o.error}
+        applied = [o for o in result.outcomes if o.ok]
+        for key in failed:
+            self.backoff.failed(key, now)
+        for o in applied:
+            key = (o.operation.netns, o.operation.name)
+            if key not in failed:
+                self.backoff.succeeded(key)
+        for v in result.remaining.verdicts:
+            if v.condition is Condition.ERROR:
+                self.backoff.failed(v.spec.key, now)  # e.g. a namespace not yet mounted
+        if not triggers & _INTENDED:
+            self._count_fights(applied, now)
+        self._report_verdicts(result.remaining.verdicts)
+
+    def _count_fights(self, applied: Iterable[Outcome], now: float) -> None:
+        per_key: dict[Key, list[str]] = defaultdict(list)
+        seen: dict[Key, list[str]] = defaultdict(list)
+        for o in applied:
+            op = o.operation
+            key = (op.netns, op.name)
+            if isinstance(op, Change):
+                per_key[key] += [c.field for c in op.changes]
+                seen[key] += [show(c.old) for c in op.changes]
+            elif isinstance(op, Create) and not op.recreate:
+                per_key[key].append("existence")
+                seen[key].append("deleted")
+            elif isinstance(op, Move):
+                per_key[(op.target, op.name)].append("netns")
+                seen[(op.target, op.name)].append(str(op.netns))
+        for key, fields in per_key.items():
+            names, values = ",".join(fields), ",".join(seen[key])
+            if self.fights.corrected(key, names, values, now):
+                audit.fight(key[1], key[0], names, self.fights.seen(key), self.fights.hold)
+
+    def _report_verdicts(self, verdicts: Iterable[Verdict]) -> None:
+        """Log conflicts, errors and pending states once, when they appear or change."""
+        current = {}
+        for v in verdicts:
+            if v.condition in (Condition.CONFLICT, Condition.ERROR, Condition.PENDING):
+                current[v.spec.key] = v.detail
+                if self._reported.get(v.spec.key) != v.detail:
+                    audit.verdict(v, self.desired.sha256 if self.desired else "")
+        self._reported = current
+
+    def _interest(self) -> dict[Netns, Interest]:
+        """Which links' events matter, per namespace: what the spec names, what we own, and
+        the parents."""
+        if self.desired is None or self.last is None:
+            return {}
+        observed: ObservedState = self.last.observed
+        names: dict[Netns, set[str]] = defaultdict(set)
+        for spec in self.desired.interfaces:
+            names[spec.netns].add(spec.name)
+            if spec.state is not State.ABSENT:
+                names[None].add(spec.parent)
+        for link in observed.owned():
+            names[link.netns].add(link.name)
+        interest = {}
+        for netns in set(names) | set(observed.links) | {None}:
+            present = observed.links.get(netns, {})
+            wanted = frozenset(names.get(netns, ()))
+            interest[netns] = Interest(wanted, frozenset(
+                present[n].ifindex for n in wanted if n in present))
+        return interest

@@ -1,0 +1,228 @@
+"""What wakes the daemon: the spec's files, /run/netns, and netlink link events.
+
+Watchers carry no data to the loop: each only calls `wake(trigger)`. The loop then compares
+whole states, so an event lost or merged costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from watchdog.events import (
+    EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_OPENED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
+
+from macvland.model import Netns
+from macvland.netns import NamespaceMissing, Namespaces
+from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, decode_link, messages
+
+log = logging.getLogger("macvland")
+
+RTMGRP_LINK = 0x1
+
+
+class Trigger(StrEnum):
+    """Why a pass runs, most telling first (a pass with several is named by the first)."""
+
+    STARTUP = "startup"
+    SPEC = "spec change"
+    NETNS = "namespace appeared"
+    DRIFT = "drift"
+    RESYNC = "resync"
+    RETRY = "retry"
+
+
+Wake = Callable[[Trigger], None]
+
+# Reading a file makes events too; reacting to them would make the daemon wake on its own reads.
+_READ_ONLY_EVENTS = frozenset({EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE})
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, react: Callable[[FileSystemEvent], None]) -> None:
+        self._react = react
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in _READ_ONLY_EVENTS:
+            self._react(event)
+
+
+class FileWatcher:
+    """The spec's directory and /run/netns, through watchdog (inotify).
+
+    The spec's directory is watched, not the file: that sees edits in place, a temporary file
+    renamed over it, a ConfigMap-style `..data` symlink swap and delete-then-create alike. The
+    directory's parent is watched too, because replacing the directory itself kills the watch
+    on it silently: when that happens the watch is armed again.
+    """
+
+    def __init__(self, config: str, netns_dir: str, wake: Wake) -> None:
+        self._wake = wake
+        self._observer = Observer()
+        self._lock = threading.Lock()
+        config = os.path.abspath(config)
+        self._spec_dir = config if os.path.isdir(config) else os.path.dirname(config)
+        self._netns_dir = netns_dir
+        self._watches: dict[str, ObservedWatch] = {}
+
+    def start(self) -> None:
+        self._arm(self._spec_dir, self._on_spec)
+        self._arm(os.path.dirname(self._spec_dir), self._on_spec_parent)
+        self._arm(os.path.dirname(self._netns_dir), self._on_netns_parent)
+        self._arm(self._netns_dir, self._on_netns)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    def _arm(self, path: str, react: Callable[[FileSystemEvent], None]) -> None:
+        """(Re)schedule a watch on `path`; a directory that does not exist yet is skipped."""
+        with self._lock:
+            old = self._watches.pop(path, None)
+            if old is not None:
+                self._observer.unschedule(old)
+            if os.path.isdir(path):
+                self._watches[path] = self._observer.schedule(_Handler(react), path)
+
+    def _on_spec(self, _event: FileSystemEvent) -> None:
+        self._wake(Trigger.SPEC)
+
+    def _on_spec_parent(self, event: FileSystemEvent) -> None:
+        if self._spec_dir in (event.src_path, getattr(event, "dest_path", "")):
+            self._arm(self._spec_dir, self._on_spec)
+            self._wake(Trigger.SPEC)
+
+    def _on_netns(self, _event: FileSystemEvent) -> None:
+        self._wake(Trigger.NETNS)
+
+    def _on_netns_parent(self, event: FileSystemEvent) -> None:
+        # The first `ip netns add` on a machine creates /run/netns itself.
+        if self._netns_dir in (event.src_path, getattr(event, "dest_path", "")):
+            self._arm(self._netns_dir, self._on_netns)
+            self._wake(Trigger.NETNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """The links of one namespace whose events matter: by name, and by ifindex for renames."""
+
+    names: frozenset[str] = frozenset()
+    ifindexes: frozenset[int] = frozenset()
+
+
+class _Subscription:
+    def __init__(self, sock: socket.socket, identity: tuple[int, int], interest: Interest) -> None:
+        self.sock = sock
+        self.identity = identity
+        self.interest = interest
+
+
+class LinkWatcher:
+    """Netlink link events (RTNLGRP_LINK) in every namespace that holds managed interfaces.
+
+    One thread waits on all the sockets at once. Events about links nobody cares about are
+    dropped here, so an unrelated interface flapping costs no pass. A socket that overflowed
+    (ENOBUFS) means events were lost: that asks for a full resync.
+    """
+
+    def __init__(self, namespaces: Namespaces, wake: Wake) -> None:
+        self._namespaces = namespaces
+        self._wake = wake
+        self._subscriptions: dict[Netns, _Subscription] = {}
+        self._lock = threading.Lock()
+        self._interrupt_r, self._interrupt_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="macvland-links", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.write(self._interrupt_w, b"x")
+        self._thread.join(timeout=5)
+        with self._lock:
+            for sub in self._subscriptions.values():
+                sub.sock.close()
+            self._subscriptions.clear()
+        os.close(self._interrupt_r)
+        os.close(self._interrupt_w)
+
+    def watch(self, interest: Mapping[Netns, Interest]) -> None:
+        """Subscribe in exactly these namespaces; reopen where the namespace was replaced."""
+        with self._lock:
+            for netns in list(self._subscriptions):
+                sub = self._subscriptions[netns]
+                if netns not in interest or self._namespaces.identity(netns) != sub.identity:
+                    sub.sock.close()
+                    del self._subscriptions[netns]
+            for netns, wanted in interest.items():
+                if netns in self._subscriptions:
+                    self._subscriptions[netns].interest = wanted
+                    continue
+                try:
+                    sock, identity = self._namespaces.open_event_socket(netns)
+                except (NamespaceMissing, OSError):
+                    continue  # the /run/netns watch or a retry brings it back
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                sock.bind((0, RTMGRP_LINK))
+                sock.setblocking(False)
+                self._subscriptions[netns] = _Subscription(sock, identity, wanted)
+        os.write(self._interrupt_w, b"x")
+
+    def _run(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                subs = dict(self._subscriptions)
+            by_fd = {sub.sock.fileno(): sub for sub in subs.values()}
+            ready, _, _ = select.select([self._interrupt_r, *by_fd], [], [])
+            for fd in ready:
+                if fd == self._interrupt_r:
+                    while _drain(fd):
+                        pass
+                elif fd in by_fd:
+                    self._receive(by_fd[fd])
+
+    def _receive(self, sub: _Subscription) -> None:
+        relevant = False
+        while True:
+            try:
+                data = sub.sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    log.warning("netlink events were lost (ENOBUFS); resyncing")
+                    self._wake(Trigger.RESYNC)
+                    return
+                if error.errno == errno.EBADF:
+                    return  # closed by watch() meanwhile
+                raise
+            for kind, _flags, _seq, body in messages(data):
+                if kind in (RTM_NEWLINK, RTM_DELLINK):
+                    link = decode_link(body)
+                    interest = sub.interest
+                    relevant |= link.name in interest.names or link.ifindex in interest.ifindexes
+        if relevant:
+            self._wake(Trigger.DRIFT)
+
+
+def _drain(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False
