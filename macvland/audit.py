@@ -12,16 +12,47 @@ from typing import Any
 
 from macvland.apply import Outcome
 from macvland.errors import KernelError, SpecError
-from macvland.model import DesiredState, netns_label
-from macvland.ops import Change, Create, Delete, FieldChange, Move, show
+from macvland.model import DesiredState, interface_label, netns_label
+from macvland.ops import (
+    AddSourceMac,
+    Change,
+    Create,
+    Delete,
+    FieldChange,
+    Move,
+    RemoveSourceMac,
+    show,
+)
 from macvland.plan import Verdict
 
 log = logging.getLogger("macvland")
 
+MESSAGE_IDS = {
+    "create": "161d0c7d5dce4e768663a8c5d352091d",
+    "delete": "925dd5719efc46838613b4b021af93b6",
+    "recreate": "af0824404a664e868d8b3f9ec37b29b2",
+    "change": "c2924e3458d644e0a988402d8a4bf74e",
+    "move": "bc9ac18c8a1d41d388a5382f7ff56cd0",
+    "adopt": "2a9cc1371fbc431cbc4449d1c1801788",
+    "drift-corrected": "153a19b7cd1e47e492ad9998112ace7b",
+    "conflict": "2cbe961e1e74443c9031cd4a802e7547",
+    "pending": "aca88eb9bb26474288e40af7de06e40e",
+    "failure": "0fccf8eb1d1e485d92f1d4cdc0bf9ab4",
+    "fight": "f993eec1110c4785ae05d3391aed7c32",
+    "spec-accepted": "b5a4b99d2aa14756b4b787d41e8ae01b",
+    "spec-rejected": "507ab4b37b0c4bc7bd75bece4a5d0a41",
+}
+"""A stable journald MESSAGE_ID per kind of event (`journalctl MESSAGE_ID=...`)."""
 
-def _emit(level: int, message: str, **fields: object) -> None:
+# Passes not asked for by a spec change or a new namespace: what they fix had drifted.
+_DRIFT_TRIGGERS = frozenset({"drift", "resync", "retry"})
+_CORRECTIONS = frozenset({"create", "recreate", "change", "move", "add-source-mac",
+                          "remove-source-mac"})
+
+
+def _emit(level: int, event: str, message: str, **fields: object) -> None:
     clean = {k: v for k, v in fields.items() if v is not None and v != ""}
-    log.log(level, message, extra={"fields": clean})
+    log.log(level, message, extra={"fields": {"MESSAGE_ID": MESSAGE_IDS[event], **clean}})
 
 
 def _changes(outcome: Outcome) -> tuple[FieldChange, ...]:
@@ -30,6 +61,10 @@ def _changes(outcome: Outcome) -> tuple[FieldChange, ...]:
         return op.changes
     if isinstance(op, Move):
         return (FieldChange("netns", netns_label(op.netns), netns_label(op.target)),)
+    if isinstance(op, AddSourceMac):
+        return (FieldChange("source_macs", None, f"+{op.mac}"),)
+    if isinstance(op, RemoveSourceMac):
+        return (FieldChange("source_macs", op.mac, f"-{op.mac}"),)
     return ()
 
 
@@ -56,48 +91,56 @@ def operation(outcome: Outcome, trigger: str, spec_sha256: str) -> None:
         "MACVLAND_SPEC_SHA256": spec_sha256,
     }
     if outcome.ok:
-        _emit(logging.INFO, op.describe(), **fields)
+        corrected = trigger in _DRIFT_TRIGGERS and fields["MACVLAND_ACTION"] in _CORRECTIONS
+        event = "drift-corrected" if corrected else str(fields["MACVLAND_ACTION"])
+        _emit(logging.INFO, event if event in MESSAGE_IDS else "change", op.describe(),
+              **fields)
     elif outcome.skipped:
-        _emit(logging.WARNING, f"{op.describe()}: skipped, an earlier step failed", **fields)
+        _emit(logging.WARNING, "failure", f"{op.describe()}: skipped, an earlier step failed",
+              **fields)
     else:
         error = outcome.error
         if isinstance(error, KernelError):
             fields["ERRNO"] = error.errno
             fields["MACVLAND_KERNEL_MESSAGE"] = error.kernel_message
-        _emit(logging.ERROR, f"{op.describe()}: failed: {error}", **fields)
+        _emit(logging.ERROR, "failure", f"{op.describe()}: failed: {error}", **fields)
 
 
 def spec_accepted(desired: DesiredState, trigger: str) -> None:
-    _emit(logging.INFO, f"spec accepted: {desired.source}, {len(desired.interfaces)} "
-          f"interface(s)", MACVLAND_ACTION="spec-accepted", MACVLAND_TRIGGER=trigger,
+    count = len(desired.interfaces)
+    _emit(logging.INFO, "spec-accepted",
+          f"spec accepted: {desired.source}, {count} interface(s)",
+          MACVLAND_ACTION="spec-accepted", MACVLAND_TRIGGER=trigger,
           MACVLAND_SPEC_SHA256=desired.sha256)
 
 
 def spec_rejected(error: SpecError, source: str, kept: str | None) -> None:
     keeping = f"keeping spec {kept[:12]}" if kept else "no spec in force yet"
-    _emit(logging.ERROR, f"spec rejected: {source} ({keeping}):\n{error}",
+    _emit(logging.ERROR, "spec-rejected", f"spec rejected: {source} ({keeping}):\n{error}",
           MACVLAND_ACTION="spec-rejected", MACVLAND_SPEC_SHA256=error.sha256)
 
 
 def verdict(v: Verdict, spec_sha256: str) -> None:
     """A conflict, error or pending state, logged when it first appears."""
-    level = logging.INFO if v.condition == "pending" else logging.WARNING
-    _emit(level, f"{v.spec.name}{'' if v.spec.netns is None else ' in netns ' + v.spec.netns}:"
-          f" {v.condition}: {v.detail}", MACVLAND_INTERFACE=v.spec.name,
+    pending = v.condition == "pending"
+    event = "pending" if pending else "conflict" if v.condition == "conflict" else "failure"
+    _emit(logging.INFO if pending else logging.WARNING, event,
+          f"{interface_label(v.spec.name, v.spec.netns)}: {v.condition}: {v.detail}",
+          MACVLAND_INTERFACE=v.spec.name,
           MACVLAND_NETNS=netns_label(v.spec.netns), MACVLAND_PARENT=v.spec.parent,
           MACVLAND_ACTION=str(v.condition), MACVLAND_SPEC_SHA256=spec_sha256)
 
 
 def fight(name: str, netns: str | None, fields: str, seen: str, hold_seconds: float) -> None:
-    _emit(logging.WARNING,
-          f"{name} in netns {netns_label(netns)}: something keeps undoing macvland's changes "
+    _emit(logging.WARNING, "fight",
+          f"{interface_label(name, netns)}: something keeps undoing macvland's changes "
           f"({fields}: kept seeing {seen}); not correcting it for {hold_seconds:.0f} s",
           MACVLAND_INTERFACE=name, MACVLAND_NETNS=netns_label(netns), MACVLAND_ACTION="fight",
           MACVLAND_FIELD=fields, MACVLAND_OLD=seen)
 
 
-def info(message: str, **fields: object) -> None:
-    _emit(logging.INFO, message, **fields)
+def info(message: str) -> None:
+    log.info(message)
 
 
 class LineFormatter(logging.Formatter):
@@ -110,9 +153,11 @@ class LineFormatter(logging.Formatter):
         return f"{text} [{tail}]" if tail else text
 
 
-def to_stderr(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LineFormatter())
+def to_handler(handler: logging.Handler | None, level: int = logging.INFO) -> None:
+    """Route the audit trail to `handler` (None: stderr, as readable lines)."""
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(LineFormatter())
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False

@@ -19,11 +19,12 @@ from macvland.apply import Outcome
 from macvland.errors import SpecError
 from macvland.ledger import Ledger
 from macvland.loop import Daemon
-from macvland.model import DesiredState, Link, ObservedState, netns_label
+from macvland.model import DesiredState, Link, ObservedState, interface_label, netns_label
 from macvland.netns import Namespaces
 from macvland.plan import Condition, Plan, Verdict, plan
 from macvland.reconcile import observe_for, reconcile
 from macvland.spec import load_spec
+from macvland.systemd import JournalHandler, journal_is_stderr
 
 DEFAULT_CONFIG = "/etc/macvland/macvland.yaml"
 
@@ -38,8 +39,7 @@ def _load(args: argparse.Namespace) -> DesiredState:
 
 def _verdict_line(v: Verdict) -> str:
     detail = f": {v.detail}" if v.detail else ""
-    return f"{v.spec.name}{'' if v.spec.netns is None else ' in netns ' + v.spec.netns}: " \
-           f"{v.condition}{detail}"
+    return f"{interface_label(v.spec.name, v.spec.netns)}: {v.condition}{detail}"
 
 
 def _verdict_dict(v: Verdict) -> dict[str, Any]:
@@ -118,7 +118,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    audit.to_stderr()
+    journal = args.log == "journal" or (args.log == "auto" and journal_is_stderr())
+    audit.to_handler(JournalHandler() if journal else None)
     with Namespaces() as namespaces:
         daemon = Daemon(_config(args), namespaces, Ledger(), resync=args.resync,
                         debounce=args.debounce / 1000)
@@ -177,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
                      help="how long to gather events into one pass (default 50)")
+    run.add_argument("--log", choices=("auto", "journal", "stderr"), default="auto",
+                     help="where the audit trail goes: journald natively with structured "
+                     "fields, or stderr as lines; auto picks journald under systemd")
     return top
 
 

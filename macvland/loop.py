@@ -28,9 +28,10 @@ from macvland.ledger import Ledger
 from macvland.model import DesiredState, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.ops import Change, Create, Move, show
-from macvland.plan import Condition, Verdict
+from macvland.plan import Condition, Verdict, summary
 from macvland.reconcile import Key, PassResult, reconcile
 from macvland.spec import load_spec
+from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
 Clock = Callable[[], float]
@@ -146,8 +147,7 @@ class Daemon:
     debounce: float = 0.05
     netns_dir: str = "/run/netns"
     clock: Clock = time.monotonic
-    on_pass: Callable[[Daemon, PassResult | None], None] | None = None
-    """Called after every pass (the systemd glue reports status and readiness from here)."""
+    notifier: Notifier = field(default_factory=Notifier)
 
     desired: DesiredState | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
@@ -178,25 +178,39 @@ class Daemon:
         try:
             self.wakeup.wake(Trigger.STARTUP)
             resync_at = self.clock() + self.resync
+            ping = self.notifier.watchdog_interval
+            ping_at = self.clock() if ping else None
             while not self.stopping:
                 now = self.clock()
-                due = [resync_at, self.backoff.next_due(now), self.fights.next_due(now)]
+                if ping and ping_at is not None and now >= ping_at:
+                    self.notifier.watchdog()
+                    ping_at = now + ping
+                due = [resync_at, ping_at, self.backoff.next_due(now),
+                       self.fights.next_due(now)]
                 timeout = max(0.0, min(d for d in due if d is not None) - now)
                 triggers = self.wakeup.wait(timeout, self.debounce)
                 if self.stopping:
                     break
                 if not triggers:
+                    if self.clock() < resync_at and not self._retry_due():
+                        continue  # only the watchdog's turn
                     triggers = {Trigger.RESYNC if self.clock() >= resync_at else Trigger.RETRY}
                 if self.pass_once(triggers):
                     resync_at = self.clock() + self.resync
                     links.watch(self._interest())
         finally:
+            self.notifier.stopping()
             files.stop()
             links.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         audit.info("stopping; interfaces are left in place")
         return 0
+
+    def _retry_due(self) -> bool:
+        now = self.clock()
+        return any(d is not None and d <= now + 1e-3
+                   for d in (self.backoff.next_due(now - 1e9), self.fights.next_due(now - 1e9)))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop()
@@ -212,8 +226,8 @@ class Daemon:
             if triggers <= {Trigger.SPEC} and not changed:
                 return False  # our own reads, or a write that changed nothing
         if self.desired is None:
-            if self.on_pass:
-                self.on_pass(self, None)  # nothing to enforce yet, but the daemon is up
+            # Nothing to enforce, and nothing torn down: up, and saying why it waits.
+            self.notifier.passed("no valid spec: waiting for a fix (see the log)")
             return False
         if triggers & {Trigger.SPEC, Trigger.NETNS, Trigger.DRIFT, Trigger.STARTUP}:
             self.backoff.retry_now()
@@ -226,13 +240,14 @@ class Daemon:
             stop=lambda: self.stopping)
         self._account(result, triggers, now)
         self.last = result
-        if self.on_pass:
-            self.on_pass(self, result)
+        self.notifier.passed(summary(result.remaining.verdicts))
         return True
 
     def _load_spec(self, trigger: Trigger) -> bool:
         """Read the spec; True when a new valid one took force (or a reload was asked)."""
         forced, self._reload = self._reload, False
+        if forced and trigger is not Trigger.STARTUP:
+            self.notifier.reloading()
         try:
             desired = load_spec(self.config)
         except SpecError as error:

@@ -55,6 +55,11 @@ def netns_label(netns: Netns) -> str:
     return "host" if netns is None else netns
 
 
+def interface_label(name: str, netns: Netns) -> str:
+    """How an interface is named in messages: `mv0`, or `mv0 in netns web`."""
+    return name if netns is None else f"{name} in netns {netns}"
+
+
 @dataclass(frozen=True, slots=True)
 class MacvlanSpec:
     """One interface as the operator wants it.

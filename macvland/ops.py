@@ -11,11 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvland.model import MacvlanSpec, Netns, State, netns_label
-
-
-def _where(netns: Netns) -> str:
-    return "" if netns is None else f" in netns {netns}"
+from macvland.model import MacvlanSpec, Netns, State, interface_label, netns_label
 
 
 def show(value: object) -> str:
@@ -75,7 +71,7 @@ class Create:
                       ("bc_cutoff", s.bc_cutoff)) if v is not None]
         settings.append("up" if s.state is State.UP else "down")
         verb = f"recreate ({self.recreate})" if self.recreate else "create"
-        return f"{s.name}{_where(s.netns)}: {verb}: {', '.join(settings)}"
+        return f"{interface_label(s.name, s.netns)}: {verb}: {', '.join(settings)}"
 
     def to_dict(self) -> dict[str, Any]:
         s = self.spec
@@ -98,7 +94,7 @@ class Delete:
 
     def describe(self) -> str:
         how = "delete to recreate" if self.recreate else "delete"
-        return f"{self.name}{_where(self.netns)}: {how} ({self.reason})"
+        return f"{interface_label(self.name, self.netns)}: {how} ({self.reason})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "delete", "netns": self.netns, "name": self.name, "ifindex": self.ifindex,
@@ -138,7 +134,7 @@ class Adopt:
     kind = "adopt"
 
     def describe(self) -> str:
-        return f"{self.name}{_where(self.netns)}: adopt existing macvlan on {self.parent}"
+        return f"{interface_label(self.name, self.netns)}: adopt existing macvlan on {self.parent}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "adopt", "netns": self.netns, "name": self.name, "ifindex": self.ifindex}
@@ -165,7 +161,8 @@ class Change:
         return frozenset(c.field for c in self.changes)
 
     def describe(self) -> str:
-        return f"{self.name}{_where(self.netns)}: {', '.join(map(str, self.changes))} (in place)"
+        changes = ", ".join(map(str, self.changes))
+        return f"{interface_label(self.name, self.netns)}: {changes} (in place)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "change", "netns": self.netns, "name": self.name, "ifindex": self.ifindex,
@@ -182,7 +179,7 @@ class AddSourceMac:
     kind = "add-source-mac"
 
     def describe(self) -> str:
-        return f"{self.name}{_where(self.netns)}: source MAC + {self.mac} (in place)"
+        return f"{interface_label(self.name, self.netns)}: source MAC + {self.mac} (in place)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.kind, "netns": self.netns, "name": self.name,
@@ -199,7 +196,7 @@ class RemoveSourceMac:
     kind = "remove-source-mac"
 
     def describe(self) -> str:
-        return f"{self.name}{_where(self.netns)}: source MAC - {self.mac} (in place)"
+        return f"{interface_label(self.name, self.netns)}: source MAC - {self.mac} (in place)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.kind, "netns": self.netns, "name": self.name,

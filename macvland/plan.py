@@ -73,6 +73,27 @@ class Plan:
         return bool(self.operations)
 
 
+def summary(verdicts: tuple[Verdict, ...]) -> str:
+    """One line for systemd's STATUS=: counts, then the first problem by name.
+
+    For example `4 in sync, 1 pending: mv-db waits for netns db`. An interface still drifted
+    after a pass is counted as failing.
+    """
+    groups = {"in sync": Condition.IN_SYNC, "pending": Condition.PENDING,
+              "conflict": Condition.CONFLICT}
+    counts = {label: sum(v.condition is c for v in verdicts) for label, c in groups.items()}
+    problems = sorted((v for v in verdicts if v.condition is not Condition.IN_SYNC),
+                      key=lambda v: (v.spec.name, v.spec.netns or ""))
+    counts["failing"] = sum(v.condition in (Condition.DRIFTED, Condition.ERROR)
+                            for v in verdicts)
+    text = ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "no interfaces"
+    if not problems:
+        return text
+    first = problems[0]
+    joiner = " " if first.condition is Condition.PENDING else ": "
+    return f"{text}: {first.spec.name}{joiner}{first.detail}"
+
+
 _PHASE = {Delete: 0, Move: 1, Adopt: 2, Change: 2, AddSourceMac: 2, RemoveSourceMac: 2, Create: 3}
 
 
@@ -114,7 +135,7 @@ class _Planner:
             if spec.state is not State.ABSENT:
                 self._hold_move_source(spec)
                 return Verdict(spec, Condition.PENDING,
-                               f"waits for netns {spec.netns} (it does not exist)")
+                               f"waits for netns {spec.netns}")
             return None
         if spec.netns not in self.observed.links:
             self._hold_move_source(spec)
