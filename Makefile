@@ -3,10 +3,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := libsystemd-dev pkg-config gcc iproute2
+DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux
+# Where `make install` puts things (override for a staged or test install).
+PREFIX ?= /usr/local
+LIBDIR ?= /opt/macvland
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps clean
+.PHONY: demo test lint deps install clean
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -31,6 +36,30 @@ lint: deps $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The package goes into its own virtualenv (Debian's Python refuses system-wide pip installs),
+# linked from $(PREFIX)/bin. An existing spec is never overwritten; a new one starts empty,
+# with the annotated example below it commented out, so nothing is created by surprise.
+install: deps
+	test -x $(LIBDIR)/bin/python || $(PYTHON) -m venv $(LIBDIR)
+	$(LIBDIR)/bin/pip install -q .
+	install -d $(PREFIX)/bin
+	ln -sf $(LIBDIR)/bin/macvland $(PREFIX)/bin/macvland
+	install -D -m 0644 README.md $(PREFIX)/share/doc/macvland/README.md
+	install -D -m 0644 etc/macvland/macvland.yaml $(PREFIX)/share/doc/macvland/macvland.yaml.example
+	sed 's#/usr/local/bin/macvland#$(PREFIX)/bin/macvland#; s#/usr/local/share/doc#$(PREFIX)/share/doc#' \
+		systemd/macvland.service > macvland.service.tmp
+	install -D -m 0644 macvland.service.tmp $(UNITDIR)/macvland.service
+	rm -f macvland.service.tmp
+	@if [ -e $(SYSCONFDIR)/macvland/macvland.yaml ]; then \
+		echo "keeping the existing $(SYSCONFDIR)/macvland/macvland.yaml"; \
+	else \
+		install -d $(SYSCONFDIR)/macvland; \
+		{ printf 'version: 1\ninterfaces: []\n\n# The annotated example, for reference:\n'; \
+		  sed 's/^/# /' etc/macvland/macvland.yaml; } > $(SYSCONFDIR)/macvland/macvland.yaml; \
+	fi
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; start with: systemctl enable --now macvland"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

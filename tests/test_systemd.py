@@ -1,0 +1,320 @@
+"""The systemd unit, sd_notify and the journald audit trail, each against the real thing.
+
+PID 1 is not systemd here, so the unit is checked with `systemd-analyze`, sd_notify with a
+socket the test owns, and the journal with a private systemd-journald in its own mount
+namespace (the host's /run/systemd is never touched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from macvland.audit import MESSAGE_IDS
+from tests.conftest import Lab
+
+ROOT = Path(__file__).parent.parent
+UNIT = ROOT / "systemd" / "macvland.service"
+MACVLAND = str(Path(sys.executable).parent / "macvland")
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def unit_for_test(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at this checkout's binary (verify needs it to exist)."""
+    unit = tmp_path / "macvland.service"
+    unit.write_text(UNIT.read_text().replace("/usr/local/bin/macvland", MACVLAND))
+    return unit
+
+
+def test_unit_verifies_cleanly(tmp_path: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                             str(unit_for_test(tmp_path))], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout + result.stderr == ""  # unknown keys are only warnings: none at all
+
+
+def test_unit_is_more_confined_than_networkd(tmp_path: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                             str(unit_for_test(tmp_path))], capture_output=True, text=True)
+    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)[1])
+    assert score < 2.8, result.stdout  # systemd-networkd's own unit scores 2.8
+
+
+def test_unit_keeps_its_promises() -> None:
+    settings: dict[str, set[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, set()).update(value.split())
+    expected = {"Type": {"notify"}, "Restart": {"on-failure"}, "Wants": {"network-pre.target"},
+                "Before": {"network-pre.target", "network.target"},
+                "RestrictAddressFamilies": {"AF_NETLINK", "AF_UNIX"},
+                "NoNewPrivileges": {"yes"}, "ProtectSystem": {"strict"}, "ProtectHome": {"yes"},
+                "PrivateTmp": {"yes"}, "SystemCallArchitectures": {"native"},
+                "CapabilityBoundingSet": {"CAP_NET_ADMIN", "CAP_SYS_ADMIN"}}
+    for key, values in expected.items():
+        assert values <= settings.get(key, set()), key
+    assert settings["ExecReload"] == {"/bin/kill", "-HUP", "$MAINPID"}
+    assert "WatchdogSec" in settings
+    # Boot never waits on the network for us.
+    assert not any("network-online" in v for vs in settings.values() for v in vs)
+
+
+def test_make_install_keeps_an_existing_spec(tmp_path: Path) -> None:
+    dirs = {"PREFIX": tmp_path / "usr", "LIBDIR": tmp_path / "opt", "SYSCONFDIR": tmp_path / "etc",
+            "UNITDIR": tmp_path / "units"}
+    spec = dirs["SYSCONFDIR"] / "macvland" / "macvland.yaml"
+    make = ["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())]
+
+    subprocess.run(make, check=True, capture_output=True, timeout=600)
+    fresh = spec.read_text()
+    assert fresh.startswith("version: 1\ninterfaces: []\n")  # nothing created by surprise
+    unit = (dirs["UNITDIR"] / "macvland.service").read_text()
+    assert f"ExecStart={dirs['PREFIX']}/bin/macvland run" in unit
+    check = subprocess.run([str(dirs["PREFIX"] / "bin" / "macvland"), "validate", "-c",
+                            str(spec)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+    spec.write_text("version: 1\ninterfaces: []\n# mine\n")
+    subprocess.run(make, check=True, capture_output=True, timeout=600)
+    assert spec.read_text().endswith("# mine\n")
+
+
+class Daemon:
+    """`macvland run` as a real process inside the lab's home namespace."""
+
+    def __init__(self, lab: Lab, spec: Path, env: dict[str, str],
+                 wrap: list[str] | None = None, log: str = "stderr") -> None:
+        self.log_path = spec.parent / "daemon.log"
+        command = [*(wrap or []), "ip", "netns", "exec", lab.home, MACVLAND, "run", "-c",
+                   str(spec), "--log", log]
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT,
+                env={**os.environ, "MACVLAND_STATE_DIR": lab.state_dir, **env})
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET, recording every message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+            self.messages.append((time.monotonic(), fields))
+
+    def having(self, key: str) -> list[dict[str, str]]:
+        return [m for _, m in self.messages if key in m]
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify")
+    yield sock
+    sock.close()
+
+
+def write_spec(path: Path, lab: Lab, mode: str = "vepa") -> Path:
+    path.write_text(f"""\
+version: 1
+interfaces:
+  - name: mv-web
+    parent: eth1
+    mode: {mode}
+  - name: mv-db
+    parent: eth1
+    netns: {lab.name("db")}
+""")
+    return path
+
+
+def test_sd_notify_protocol(lab: Lab, tmp_path: Path, notify: NotifySocket) -> None:
+    spec = write_spec(tmp_path / "macvland.yaml", lab)
+    daemon = Daemon(lab, spec, {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"})
+    try:
+        ready = wait_for(lambda: notify.having("READY"), "READY=1")
+        # READY only after the first pass: the interface exists by then.
+        assert "mv-web" in lab.links()
+        assert ready[0]["STATUS"] == f"1 in sync, 1 pending: mv-db waits for netns " \
+                                     f"{lab.name('db')}"
+        wait_for(lambda: len(notify.having("WATCHDOG")) >= 3, "watchdog pings")
+
+        daemon.signal(signal.SIGHUP)
+        reloading = wait_for(lambda: notify.having("RELOADING"), "RELOADING=1")[0]
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        wait_for(lambda: len(notify.having("READY")) == 2, "READY=1 after the reload")
+        order = [k for _, m in notify.messages for k in m if k in ("READY", "RELOADING")]
+        assert order == ["READY", "RELOADING", "READY"]
+
+        assert daemon.stop() == 0
+        wait_for(lambda: notify.having("STOPPING"), "STOPPING=1")
+        assert "mv-web" in lab.links()  # stopping leaves the interfaces in place
+    finally:
+        daemon.stop()
+
+
+def test_without_notify_socket_nothing_is_sent(lab: Lab, tmp_path: Path,
+                                               notify: NotifySocket) -> None:
+    spec = write_spec(tmp_path / "macvland.yaml", lab)
+    daemon = Daemon(lab, spec, {"WATCHDOG_USEC": "100000"})
+    try:
+        wait_for(lambda: "mv-web" in lab.links(), "the first pass")
+    finally:
+        assert daemon.stop() == 0
+    assert notify.messages == []
+
+
+class Journald:
+    """A private systemd-journald, in its own mount namespace, with volatile storage."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "journald"
+        run_systemd, run_log = self.root / "run-systemd", self.root / "run-log"
+        run_systemd.mkdir(parents=True)
+        run_log.mkdir()
+        conf = self.root / "journald.conf"
+        conf.write_text("[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\n"
+                        "ForwardToKMsg=no\nForwardToConsole=no\nForwardToWall=no\n"
+                        "RateLimitIntervalSec=0\n")
+        script = (f"mount -n --bind {run_systemd} /run/systemd && "
+                  f"mount -n --bind {run_log} /run/log && "
+                  f"mount -n --bind {conf} /etc/systemd/journald.conf && "
+                  # With the audit capabilities journald would switch kernel auditing on.
+                  "exec capsh --drop=cap_audit_control,cap_audit_read -- "
+                  "-c 'exec /lib/systemd/systemd-journald'")
+        self.process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.journal_dir = run_log / "journal"
+        wait_for(lambda: (run_systemd / "journal" / "socket").exists(), "journald's socket")
+
+    @property
+    def mount_namespace(self) -> str:
+        return f"/proc/{self.process.pid}/ns/mnt"
+
+    def records(self) -> list[dict[str, Any]]:
+        out = subprocess.run(["journalctl", "-D", str(self.journal_dir), "-o", "json",
+                              "SYSLOG_IDENTIFIER=macvland"], capture_output=True, text=True)
+        return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def journald(tmp_path: Path) -> Iterator[Journald]:
+    if shutil.which("capsh") is None or not Path("/lib/systemd/systemd-journald").exists():
+        pytest.fail("capsh and systemd-journald are needed (make test installs them)")
+    journal = Journald(tmp_path)
+    yield journal
+    journal.close()
+
+
+def test_journald_audit_trail(lab: Lab, tmp_path: Path, journald: Journald) -> None:
+    spec = write_spec(tmp_path / "macvland.yaml", lab)
+    lab.add_netns("db")
+    daemon = Daemon(lab, spec, {}, wrap=["nsenter", f"--mount={journald.mount_namespace}"],
+                    log="journal")
+    try:
+        def record(message_id: str, **fields: str) -> dict[str, Any] | None:
+            for r in journald.records():
+                if r.get("MESSAGE_ID") == message_id and fields.items() <= r.items():
+                    return r
+            return None
+
+        created = wait_for(lambda: record(MESSAGE_IDS["create"], MACVLAND_INTERFACE="mv-web"),
+                           "a create record")
+        assert created["MACVLAND_NETNS"] == "host"
+        assert created["MACVLAND_PARENT"] == "eth1"
+        assert created["MACVLAND_ACTION"] == "create"
+        assert created["MACVLAND_TRIGGER"] == "startup"
+        accepted = record(MESSAGE_IDS["spec-accepted"])
+        assert accepted is not None
+        assert created["MACVLAND_SPEC_SHA256"] == accepted["MACVLAND_SPEC_SHA256"]
+        assert len(created["MACVLAND_SPEC_SHA256"]) == 64
+        assert created["MESSAGE"] == "mv-web: create: macvlan vepa on eth1, up"
+
+        write_spec(spec, lab, mode="private")
+        changed = wait_for(lambda: record(MESSAGE_IDS["change"], MACVLAND_INTERFACE="mv-web"),
+                           "an in-place change record")
+        assert (changed["MACVLAND_FIELD"], changed["MACVLAND_OLD"], changed["MACVLAND_NEW"]) \
+            == ("mode", "vepa", "private")
+        assert changed["MACVLAND_TRIGGER"] == "spec change"
+        assert changed["MESSAGE"] == "mv-web: mode vepa -> private (in place)"
+
+        lab.ip("link", "set", "mv-web", "type", "macvlan", "mode", "bridge")
+        drift = wait_for(lambda: record(MESSAGE_IDS["drift-corrected"],
+                                        MACVLAND_INTERFACE="mv-web"), "a drift correction")
+        assert (drift["MACVLAND_FIELD"], drift["MACVLAND_OLD"], drift["MACVLAND_NEW"]) \
+            == ("mode", "bridge", "private")
+        assert drift["MACVLAND_TRIGGER"] == "drift"
+
+        spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
+        rejected = wait_for(lambda: record(MESSAGE_IDS["spec-rejected"]), "a rejected spec")
+        assert rejected["PRIORITY"] == "3"
+        assert f"{spec}:4:11: interfaces[0].mode: 'brige'" in rejected["MESSAGE"]
+        assert "interfaces[0]: missing required key 'parent'" in rejected["MESSAGE"]
+        assert rejected["MACVLAND_SPEC_SHA256"] != created["MACVLAND_SPEC_SHA256"]
+    finally:
+        assert daemon.stop() == 0
