@@ -148,6 +148,8 @@ class Daemon:
     netns_dir: str = "/run/netns"
     clock: Clock = time.monotonic
     notifier: Notifier = field(default_factory=Notifier)
+    on_spec_read: Callable[[], None] = lambda: None
+    """Called after each read of the spec (the file watcher follows moved symlinks)."""
 
     desired: DesiredState | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
@@ -173,6 +175,7 @@ class Daemon:
         previous = {sig: signal.signal(sig, handler) for sig, handler in (
             (signal.SIGTERM, self._on_signal), (signal.SIGINT, self._on_signal),
             (signal.SIGHUP, self._on_hup))}
+        self.on_spec_read = files.follow
         files.start()
         links.start()
         try:
@@ -197,7 +200,10 @@ class Daemon:
                     triggers = {Trigger.RESYNC if self.clock() >= resync_at else Trigger.RETRY}
                 if self.pass_once(triggers):
                     resync_at = self.clock() + self.resync
-                    links.watch(self._interest())
+                    interest = self._interest()
+                    links.watch(interest)
+                    files.watch_namespaces(frozenset(
+                        ns for ns in interest if ns is not None and "/" not in ns))
         finally:
             self.notifier.stopping()
             files.stop()
@@ -221,8 +227,11 @@ class Daemon:
     def pass_once(self, triggers: set[Trigger]) -> bool:
         """Reload the spec if asked, then reconcile; False when nothing called for a pass."""
         trigger = min(triggers, key=list(Trigger).index)
-        if Trigger.SPEC in triggers or Trigger.STARTUP in triggers:
+        # A resync re-reads the spec too: a file event can be lost (a bind mount, a file
+        # system without inotify), and the content hash makes the extra read free.
+        if triggers & {Trigger.SPEC, Trigger.STARTUP, Trigger.RESYNC}:
             changed = self._load_spec(trigger)
+            self.on_spec_read()
             if triggers <= {Trigger.SPEC} and not changed:
                 return False  # our own reads, or a write that changed nothing
         if self.desired is None:

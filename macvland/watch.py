@@ -66,21 +66,26 @@ class FileWatcher:
     The spec's directory is watched, not the file: that sees edits in place, a temporary file
     renamed over it, a ConfigMap-style `..data` symlink swap and delete-then-create alike. The
     directory's parent is watched too, because replacing the directory itself kills the watch
-    on it silently: when that happens the watch is armed again.
+    on it silently: when that happens the watch is armed again. Where the spec is a symlink,
+    the directory it resolves to is watched as well, and followed when the link moves.
     """
 
     def __init__(self, config: str, netns_dir: str, wake: Wake) -> None:
         self._wake = wake
         self._observer = Observer()
         self._lock = threading.Lock()
-        config = os.path.abspath(config)
-        self._spec_dir = config if os.path.isdir(config) else os.path.dirname(config)
+        self._config = os.path.abspath(config)
         self._netns_dir = netns_dir
         self._watches: dict[str, ObservedWatch] = {}
+        self._spec_dirs: dict[str, Callable[[FileSystemEvent], None]] = {}
+        self._netns_names: frozenset[str] = frozenset()
+
+    def watch_namespaces(self, names: frozenset[str]) -> None:
+        """The /run/netns entries whose coming and going matters; others wake nobody."""
+        self._netns_names = names
 
     def start(self) -> None:
-        self._arm(self._spec_dir, self._on_spec)
-        self._arm(os.path.dirname(self._spec_dir), self._on_spec_parent)
+        self.follow()
         self._arm(os.path.dirname(self._netns_dir), self._on_netns_parent)
         self._arm(self._netns_dir, self._on_netns)
         self._observer.start()
@@ -89,31 +94,66 @@ class FileWatcher:
         self._observer.stop()
         self._observer.join(timeout=5)
 
+    def _directories(self) -> dict[str, Callable[[FileSystemEvent], None]]:
+        """Where the spec's bytes live (the named place and, through symlinks, the real one),
+        and their parents, each with what to do on an event there."""
+        content = set()
+        for path in {self._config, os.path.realpath(self._config)}:
+            content.add(path if os.path.isdir(path) else os.path.dirname(path))
+        parents = {os.path.dirname(d) for d in content} - content
+        return {**{d: self._on_spec_parent for d in parents},
+                **{d: self._on_spec for d in content}}
+
+    def follow(self) -> None:
+        """Watch where the spec lives now: a symlink may have been pointed elsewhere."""
+        wanted = self._directories()
+        if wanted == self._spec_dirs:
+            return
+        for directory, react in wanted.items():
+            if self._spec_dirs.get(directory) != react:
+                self._arm(directory, react)
+        for gone in set(self._spec_dirs) - set(wanted):
+            self._disarm(gone)
+        self._spec_dirs = wanted
+
     def _arm(self, path: str, react: Callable[[FileSystemEvent], None]) -> None:
         """(Re)schedule a watch on `path`; a directory that does not exist yet is skipped."""
+        self._disarm(path)
+        with self._lock:
+            if os.path.isdir(path):
+                self._watches[path] = self._observer.schedule(_Handler(react), path)
+
+    def _disarm(self, path: str) -> None:
         with self._lock:
             old = self._watches.pop(path, None)
             if old is not None:
                 self._observer.unschedule(old)
-            if os.path.isdir(path):
-                self._watches[path] = self._observer.schedule(_Handler(react), path)
 
     def _on_spec(self, _event: FileSystemEvent) -> None:
         self._wake(Trigger.SPEC)
 
     def _on_spec_parent(self, event: FileSystemEvent) -> None:
-        if self._spec_dir in (event.src_path, getattr(event, "dest_path", "")):
-            self._arm(self._spec_dir, self._on_spec)
-            self._wake(Trigger.SPEC)
+        # Only events about a watched directory matter here: it was replaced, and the watch
+        # on it died with it.
+        for directory in {_text(event.src_path), _text(getattr(event, "dest_path", ""))}:
+            if self._spec_dirs.get(directory) == self._on_spec:
+                self._arm(directory, self._on_spec)
+                self._wake(Trigger.SPEC)
 
-    def _on_netns(self, _event: FileSystemEvent) -> None:
-        self._wake(Trigger.NETNS)
+    def _on_netns(self, event: FileSystemEvent) -> None:
+        paths = {_text(event.src_path), _text(getattr(event, "dest_path", ""))}
+        if any(os.path.basename(p) in self._netns_names for p in paths if p):
+            self._wake(Trigger.NETNS)
 
     def _on_netns_parent(self, event: FileSystemEvent) -> None:
         # The first `ip netns add` on a machine creates /run/netns itself.
-        if self._netns_dir in (event.src_path, getattr(event, "dest_path", "")):
+        if self._netns_dir in (_text(event.src_path), _text(getattr(event, "dest_path", ""))):
             self._arm(self._netns_dir, self._on_netns)
             self._wake(Trigger.NETNS)
+
+
+def _text(path: str | bytes) -> str:
+    return os.fsdecode(path)
 
 
 @dataclass(frozen=True, slots=True)
