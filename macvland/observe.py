@@ -48,7 +48,9 @@ def _home_nsid(namespaces: Namespaces, netns: Netns, found: list[RawLink]) -> in
 def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
           home_names: Mapping[int, str], home_nsid: int | None) -> Link:
     parent = lower = None
-    if raw.link is not None and raw.link != raw.ifindex:
+    # Some devices name themselves as their link; across namespaces, though, the lower's
+    # ifindex may equal ours by coincidence (each namespace numbers its own).
+    if raw.link is not None and (raw.link != raw.ifindex or raw.link_netnsid is not None):
         if raw.link_netnsid is None:
             lower = local.get(raw.link, f"if{raw.link}")
             parent = lower if netns is None else None

@@ -51,6 +51,7 @@ IFLA_IFALIAS = 20
 IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
+IFLA_GROUP = 27
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
@@ -69,6 +70,9 @@ NETNSA_FD = 3
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
 MACVLAN_MODE_BITS = {name: bit for bit, name in MACVLAN_MODES.items()}
 MACVLAN_FLAGS = {1: "nopromisc", 2: "nodst"}
+
+_PIPELINE = 128
+"""Requests in flight at once on one socket."""
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -142,6 +146,30 @@ def attrs(data: bytes | memoryview, offset: int = 0) -> Iterator[tuple[int, memo
         offset += (length + 3) & ~3
 
 
+def _pick(view: memoryview, offset: int, wanted: frozenset[int]) -> dict[int, memoryview]:
+    """The attributes of the given types; the others (most of a link message) are skipped
+    without being sliced."""
+    found = {}
+    end = len(view)
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(view, offset)
+        if length < 4:
+            break
+        kind &= NLA_TYPE_MASK
+        if kind in wanted:
+            found[kind] = view[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+_LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO,
+                         IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_GROUP})
+_INFO_ATTRS = frozenset({IFLA_INFO_KIND, IFLA_INFO_DATA})
+_MACVLAN_ATTRS = frozenset({IFLA_MACVLAN_MODE, IFLA_MACVLAN_FLAGS, IFLA_MACVLAN_MACADDR_DATA,
+                            IFLA_MACVLAN_BC_QUEUE_LEN, IFLA_MACVLAN_BC_CUTOFF})
+
+
 def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
     """(type, flags, seq, body) of each netlink message in one datagram."""
     view = memoryview(data)
@@ -181,19 +209,20 @@ class RawLink:
     source_macs: frozenset[str] = frozenset()
     bcqueuelen: int | None = None
     bc_cutoff: int | None = None
+    group: int = 0
 
 
 def decode_link(body: memoryview) -> RawLink:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
-    found: dict[int, memoryview] = dict(attrs(body, _IFINFO.size))
+    found = _pick(body, _IFINFO.size, _LINK_ATTRS)
     kind = None
     info: dict[int, memoryview] = {}
     if IFLA_LINKINFO in found:
-        linkinfo = dict(attrs(found[IFLA_LINKINFO]))
+        linkinfo = _pick(found[IFLA_LINKINFO], 0, _INFO_ATTRS)
         if IFLA_INFO_KIND in linkinfo:
             kind = _text(linkinfo[IFLA_INFO_KIND])
         if kind == "macvlan" and IFLA_INFO_DATA in linkinfo:
-            info = dict(attrs(linkinfo[IFLA_INFO_DATA]))
+            info = _pick(linkinfo[IFLA_INFO_DATA], 0, _MACVLAN_ATTRS)
     mode = flagbits = None
     macs: frozenset[str] = frozenset()
     if IFLA_MACVLAN_MODE in info:
@@ -221,6 +250,7 @@ def decode_link(body: memoryview) -> RawLink:
                     if IFLA_MACVLAN_BC_QUEUE_LEN in info else None),
         bc_cutoff=(_S32.unpack(info[IFLA_MACVLAN_BC_CUTOFF])[0]
                    if IFLA_MACVLAN_BC_CUTOFF in info else None),
+        group=_U32.unpack(found[IFLA_GROUP])[0] if IFLA_GROUP in found else 0,
     )
 
 
@@ -299,6 +329,28 @@ class RtnlSocket:
                 if error:
                     raise error
                 return
+
+    def request_many(self, requests: list[tuple[int, bytes, int]]) -> list[KernelError | None]:
+        """Send changes pipelined and return each one's result, in order.
+
+        The kernel handles each request as it is sent and queues its ack; sending a chunk
+        before reading its acks saves a round trip per request, and the chunk is small enough
+        that the acks always fit the receive buffer (an overflow would drop them).
+        """
+        results: list[KernelError | None] = []
+        for start in range(0, len(requests), _PIPELINE):
+            chunk = requests[start:start + _PIPELINE]
+            pending = {}
+            for index, (kind, body, flags) in enumerate(chunk):
+                pending[self._send(kind, flags | NLM_F_ACK, body)] = start + index
+            self.writes += len(chunk)
+            results.extend([None] * len(chunk))
+            while pending:
+                size = self._sock.recv_into(self._buffer)
+                for rkind, rflags, seq, rbody in messages(memoryview(self._buffer)[:size]):
+                    if rkind == NLMSG_ERROR and seq in pending:
+                        results[pending.pop(seq)] = _error(rbody, rflags)
+        return results
 
     def query(self, kind: int, body: bytes) -> memoryview:
         """Send a GET for one object and return its body (a copy, safe to keep)."""

@@ -304,3 +304,34 @@ def test_delete_is_by_ifindex_never_by_name(lab: Lab) -> None:
     [outcome] = apply((old,), lab.namespaces)
     assert isinstance(outcome.error, KernelError)
     assert "mv0" in lab.links()
+
+
+def test_prune_deletes_together_and_spares_everything_else(lab: Lab) -> None:
+    a = lab.add_netns("a")
+    lab.ip("link", "add", "other", "link", "eth1", "type", "macvlan")
+    lab.ip("link", "set", "other", "group", "7")
+    specs = [spec(f"mv{i}", netns=ns) for i in range(6) for ns in (None, a)]
+    converge(lab, *specs)
+
+    result = lab.reconcile()
+
+    assert len(result.outcomes) == 12 and all(o.ok for o in result.outcomes)
+    assert not [n for n in lab.links() if n.startswith("mv")]
+    assert not [n for n in lab.links(a) if n.startswith("mv")]
+    assert lab.links()["other"]["group"] == "7"
+    assert {"eth1", "eth2", "eth1-peer"} <= set(lab.links())
+
+
+def test_group_delete_falls_back_when_the_group_is_not_ours_alone(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    converge(lab, spec("mv0"), spec("mv1"))
+    lab.ip("link", "add", "other", "link", "eth1", "type", "macvlan")
+    lab.ip("link", "set", "other", "group", "4242")
+    # As if a stranger joined the group between choosing it and deleting by it.
+    monkeypatch.setattr("macvland.apply._free_group", lambda used: 4242)
+
+    result = lab.reconcile()
+
+    assert [o.ok for o in result.outcomes] == [True, True]
+    links = lab.links()
+    assert "other" in links and "mv0" not in links and "mv1" not in links
