@@ -143,6 +143,15 @@ def info(message: str) -> None:
     log.info(message)
 
 
+def pass_done(triggers: list[str], operations: int, writes: int, seconds: float) -> None:
+    """Debug-level accounting of one pass (for `run --verbose` and the benchmark)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(f"pass ({', '.join(triggers)}): {operations} operation(s), {writes} netlink "
+                  f"write(s), {seconds * 1000:.1f} ms", extra={"fields": {
+                      "MACVLAND_OPERATIONS": operations, "MACVLAND_WRITES": writes,
+                      "MACVLAND_PASS_MS": round(seconds * 1000, 1)}})
+
+
 class LineFormatter(logging.Formatter):
     """`LEVEL message [FIELD=value ...]`: readable, and still grep-able by field."""
 

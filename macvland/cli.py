@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections import defaultdict
@@ -119,7 +120,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     journal = args.log == "journal" or (args.log == "auto" and journal_is_stderr())
-    audit.to_handler(JournalHandler() if journal else None)
+    audit.to_handler(JournalHandler() if journal else None,
+                     logging.DEBUG if args.verbose else logging.INFO)
     with Namespaces() as namespaces:
         daemon = Daemon(_config(args), namespaces, Ledger(), resync=args.resync,
                         debounce=args.debounce / 1000)
@@ -178,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
                      help="how long to gather events into one pass (default 50)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also log one line per pass: operations, netlink writes, time")
     run.add_argument("--log", choices=("auto", "journal", "stderr"), default="auto",
                      help="where the audit trail goes: journald natively with structured "
                      "fields, or stderr as lines; auto picks journald under systemd")

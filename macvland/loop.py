@@ -242,11 +242,14 @@ class Daemon:
             self.backoff.retry_now()
         now = self.clock()
         desired = self.desired
+        writes = self.namespaces.writes
         result = reconcile(
             desired, self.namespaces, self.ledger,
             report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
             stop=lambda: self.stopping)
+        audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
+                        self.namespaces.writes - writes, self.clock() - now)
         self._account(result, triggers, now)
         self.last = result
         self.notifier.passed(summary(result.remaining.verdicts))
