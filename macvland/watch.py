@@ -86,8 +86,12 @@ class FileWatcher:
 
     def start(self) -> None:
         self.follow()
-        self._arm(os.path.dirname(self._netns_dir), self._on_netns_parent)
-        self._arm(self._netns_dir, self._on_netns)
+        if os.path.isdir(self._netns_dir):
+            self._arm(self._netns_dir, self._on_netns)
+        else:
+            # The first `ip netns add` on a machine creates the directory; until then, watch
+            # its (busy) parent for that alone.
+            self._arm(os.path.dirname(self._netns_dir), self._on_netns_parent)
         self._observer.start()
 
     def stop(self) -> None:
@@ -146,9 +150,9 @@ class FileWatcher:
             self._wake(Trigger.NETNS)
 
     def _on_netns_parent(self, event: FileSystemEvent) -> None:
-        # The first `ip netns add` on a machine creates /run/netns itself.
         if self._netns_dir in (_text(event.src_path), _text(getattr(event, "dest_path", ""))):
             self._arm(self._netns_dir, self._on_netns)
+            self._disarm(os.path.dirname(self._netns_dir))
             self._wake(Trigger.NETNS)
 
 
