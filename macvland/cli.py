@@ -19,13 +19,11 @@ from macvland import audit
 from macvland.apply import Outcome
 from macvland.errors import SpecError
 from macvland.ledger import Ledger
-from macvland.loop import Daemon
 from macvland.model import DesiredState, Link, ObservedState, interface_label, netns_label
 from macvland.netns import Namespaces
 from macvland.plan import Condition, Plan, Verdict, plan
 from macvland.reconcile import observe_for, reconcile
 from macvland.spec import load_spec
-from macvland.systemd import JournalHandler, journal_is_stderr
 
 DEFAULT_CONFIG = "/etc/macvland/macvland.yaml"
 
@@ -119,6 +117,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: the one-shot commands need neither watchers nor systemd (faster start).
+    from macvland.loop import Daemon
+    from macvland.systemd import JournalHandler, journal_is_stderr
+
     journal = args.log == "journal" or (args.log == "auto" and journal_is_stderr())
     audit.to_handler(JournalHandler() if journal else None,
                      logging.DEBUG if args.verbose else logging.INFO)
