@@ -170,16 +170,18 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
-class AddSourceMac:
+class _SourceMac:
     netns: Netns
     name: str
     ifindex: int | None
     mac: str
 
-    kind = "add-source-mac"
+    kind = ""
+    sign = ""
 
     def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: source MAC + {self.mac} (in place)"
+        return f"{interface_label(self.name, self.netns)}: source MAC {self.sign} {self.mac} " \
+               "(in place)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.kind, "netns": self.netns, "name": self.name,
@@ -187,20 +189,15 @@ class AddSourceMac:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveSourceMac:
-    netns: Netns
-    name: str
-    ifindex: int | None
-    mac: str
+class AddSourceMac(_SourceMac):
+    kind = "add-source-mac"
+    sign = "+"
 
+
+@dataclass(frozen=True, slots=True)
+class RemoveSourceMac(_SourceMac):
     kind = "remove-source-mac"
-
-    def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: source MAC - {self.mac} (in place)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.kind, "netns": self.netns, "name": self.name,
-                "ifindex": self.ifindex, "mac": self.mac}
+    sign = "-"
 
 
 Operation = Create | Delete | Move | Adopt | Change | AddSourceMac | RemoveSourceMac
