@@ -717,3 +717,41 @@ def test_spec_symlinked_from_another_directory_is_followed(
 
     daemon.wait_for(lambda: mode_of(lab, "mv-a") == "private", "the new spec", timeout=5)
 
+
+
+def test_replaced_spec_directory_is_watched_again(
+        lab: Lab, daemon: Daemon, spec_dir: Path, tmp_path: Path) -> None:
+    # Replacing the watched directory kills its inotify watch silently; it must be re-armed.
+    config = install_plain(spec_dir, BEFORE)
+    daemon.start(config)
+    daemon.wait_for(lambda: mode_of(lab, "mv-a") == "vepa", "the first spec")
+    staged = tmp_path / "etc.new"
+    staged.mkdir()
+    install_plain(staged, AFTER)
+    old = tmp_path / "etc.old"
+    os.rename(spec_dir, old)
+    os.rename(staged, spec_dir)
+    daemon.wait_for(lambda: mode_of(lab, "mv-a") == "private", "the replaced directory's spec")
+
+    # And the new directory is watched in turn.
+    rename_over(spec_dir, BEFORE)
+    daemon.wait_for(lambda: mode_of(lab, "mv-a") == "vepa", "an edit in the new directory")
+
+
+def test_stops_fighting_whoever_keeps_undoing_a_correction(
+        lab: Lab, daemon: Daemon, spec_dir: Path) -> None:
+    config = install_plain(spec_dir, BEFORE)
+    daemon.start(config)
+    daemon.wait_for(lambda: mode_of(lab, "mv-a") == "vepa", "the first spec")
+
+    for round_ in range(4):
+        lab.ip("link", "set", "mv-a", "type", "macvlan", "mode", "private")
+        if round_ < 3:
+            daemon.wait_for(lambda: mode_of(lab, "mv-a") == "vepa", f"correction {round_ + 1}")
+    daemon.wait_for_log("something keeps undoing macvland's changes")
+
+    fight = next(line for line in daemon.log().splitlines() if "keeps undoing" in line)
+    assert "mv-a" in fight and "mode" in fight and "private" in fight
+    lab.ip("link", "set", "mv-a", "type", "macvlan", "mode", "bridge")
+    daemon.assert_quiet()  # held: no more corrections for a while
+    assert mode_of(lab, "mv-a") == "bridge"
