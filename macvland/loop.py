@@ -27,6 +27,7 @@ from macvland.errors import SpecError
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Netns, ObservedState, State
 from macvland.netns import Namespaces
+from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
 from macvland.plan import Condition, Verdict, summary
 from macvland.reconcile import Key, PassResult, reconcile
@@ -157,6 +158,8 @@ class Daemon:
     fights: FightGuard = field(default_factory=FightGuard)
     stopping: bool = False
     last: PassResult | None = None
+    cache: LinkCache | None = None
+    """Link tables kept current by netlink events (the link watcher), instead of dumps."""
     _reload: bool = True
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
@@ -198,6 +201,11 @@ class Daemon:
                     if self.clock() < resync_at and not self._retry_due():
                         continue  # only the watchdog's turn
                     triggers = {Trigger.RESYNC if self.clock() >= resync_at else Trigger.RETRY}
+                if triggers == {Trigger.DRIFT} and not links.refresh():
+                    continue  # events about links nobody cares about, or our own, already seen
+                if Trigger.RESYNC in triggers:
+                    links.invalidate()  # a resync reads everything from the kernel again
+                self.cache = links
                 if self.pass_once(triggers):
                     resync_at = self.clock() + self.resync
                     interest = self._interest()
@@ -247,7 +255,7 @@ class Daemon:
             desired, self.namespaces, self.ledger,
             report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
-            stop=lambda: self.stopping)
+            stop=lambda: self.stopping, cache=self.cache)
         audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
                         self.namespaces.writes - writes, self.clock() - now)
         self._account(result, triggers, now)
@@ -289,6 +297,18 @@ class Daemon:
         for v in result.remaining.verdicts:
             if v.condition is Condition.ERROR:
                 self.backoff.failed(v.spec.key, now)  # e.g. a namespace not yet mounted
+        held = self.backoff.held(now) | self.fights.held(now)
+        attempted = {(op.netns, op.name) for op in result.plan.operations}
+        for op in result.remaining.operations:
+            key = (op.netns, op.name)
+            if key in failed or key in held:
+                continue
+            if key in attempted:
+                # Applied without error, yet still different: the kernel ignored the change,
+                # or something undid it at once. Look again, but not in a tight loop.
+                self.backoff.failed(key, now)
+            else:
+                self.wakeup.wake(Trigger.RETRY)  # it changed while we worked: go again
         if not triggers & _INTENDED:
             self._count_fights(applied, now)
         self._report_verdicts(result.remaining.verdicts)

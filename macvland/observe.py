@@ -7,6 +7,7 @@ one that cannot be entered as unreadable; neither stops the others from being re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from macvland.errors import KernelError, NamespaceUnavailable
 from macvland.model import DEFAULT_BC_CUTOFF, Flag, Link, Mode, Netns, ObservedState
@@ -14,15 +15,36 @@ from macvland.netns import NamespaceMissing, Namespaces
 from macvland.rtnl import RawLink
 
 
-def observe(namespaces: Namespaces, wanted: Iterable[Netns]) -> ObservedState:
-    """The links of macvland's own namespace and of every namespace in `wanted`."""
+class LinkCache(Protocol):
+    """Link tables kept current some other way (netlink events), standing in for dumps."""
+
+    def refresh(self) -> bool: ...
+    def cached(self, netns: Netns) -> list[RawLink] | None: ...
+    def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
+
+
+def observe(namespaces: Namespaces, wanted: Iterable[Netns],
+            cache: LinkCache | None = None) -> ObservedState:
+    """The links of macvland's own namespace and of every namespace in `wanted`.
+
+    With a `cache`, a namespace whose table is current is read from it instead of dumped;
+    one that is dumped seeds it.
+    """
     raw: dict[Netns, list[RawLink]] = {}
     missing: set[Netns] = set()
     unreadable: dict[Netns, str] = {}
+    if cache is not None:
+        cache.refresh()
     # Home first: the others' parents are resolved against it.
     for netns in [None, *sorted({ns for ns in wanted if ns is not None})]:
         try:
-            raw[netns] = namespaces.socket(netns).links()
+            sock = namespaces.socket(netns)  # also notices a namespace that was replaced
+            found = cache.cached(netns) if cache is not None else None
+            if found is None:
+                found = sock.links()
+                if cache is not None:
+                    cache.seed(netns, found)
+            raw[netns] = found
         except NamespaceMissing:
             missing.add(netns)
         except (NamespaceUnavailable, KernelError) as error:

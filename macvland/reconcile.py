@@ -13,7 +13,7 @@ from macvland.apply import Outcome, apply
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Netns, ObservedState
 from macvland.netns import Namespaces
-from macvland.observe import observe
+from macvland.observe import LinkCache, observe
 from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, plan
 
@@ -36,17 +36,19 @@ class PassResult:
             v.condition is Condition.IN_SYNC for v in self.remaining.verdicts)
 
 
-def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger) -> ObservedState:
+def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
+                cache: LinkCache | None = None) -> ObservedState:
     """Observe every namespace the spec names or that may still hold owned interfaces."""
-    return observe(namespaces, desired.namespaces() | ledger.namespaces())
+    return observe(namespaces, desired.namespaces() | ledger.namespaces(), cache)
 
 
 def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
               report: Callable[[Outcome], None] | None = None,
               hold: Collection[Key] = frozenset(),
-              stop: Callable[[], bool] = lambda: False) -> PassResult:
+              stop: Callable[[], bool] = lambda: False,
+              cache: LinkCache | None = None) -> PassResult:
     """One pass; operations on the interfaces in `hold` are planned but not run."""
-    observed = observe_for(desired, namespaces, ledger)
+    observed = observe_for(desired, namespaces, ledger, cache)
     first = plan(desired, observed)
     runnable = tuple(op for op in first.operations if not _touches(op, hold))
     if not runnable:
@@ -55,7 +57,7 @@ def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
     # Written ahead, so that a crash mid-apply still leaves a trail to every namespace used.
     ledger.record(ledger.namespaces() | _targets(first))
     outcomes = tuple(apply(runnable, namespaces, report, stop))
-    after = observe_for(desired, namespaces, ledger)
+    after = observe_for(desired, namespaces, ledger, cache)
     remaining = plan(desired, after)
     _remember(ledger, after, remaining)
     return PassResult(first, outcomes, remaining, after)

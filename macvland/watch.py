@@ -27,11 +27,12 @@ from watchdog.observers.api import ObservedWatch
 
 from macvland.model import Netns
 from macvland.netns import NamespaceMissing, Namespaces
-from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, decode_link, messages
+from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, messages
 
 log = logging.getLogger("macvland")
 
 RTMGRP_LINK = 0x1
+SO_RCVBUFFORCE = 33
 
 
 class Trigger(StrEnum):
@@ -173,14 +174,21 @@ class _Subscription:
         self.sock = sock
         self.identity = identity
         self.interest = interest
+        self.table: dict[int, RawLink] | None = None
+        """The namespace's links, kept current from events once seeded by a dump."""
 
 
 class LinkWatcher:
-    """Netlink link events (RTNLGRP_LINK) in every namespace that holds managed interfaces.
+    """Netlink link events (RTNLGRP_LINK) in every namespace that holds managed interfaces,
+    and the link tables they keep current.
 
-    One thread waits on all the sockets at once. Events about links nobody cares about are
-    dropped here, so an unrelated interface flapping costs no pass. A socket that overflowed
-    (ENOBUFS) means events were lost: that asks for a full resync.
+    A thread only rings the bell: it waits until some socket is readable, wakes the loop, and
+    waits for the loop to read. The loop reads (`refresh`) before it looks at the kernel:
+    each event is a full RTM_NEWLINK/RTM_DELLINK message, so applying the queued events in
+    order to a table seeded by one dump gives the kernel's current state without another dump.
+    The kernel queues the events a request causes before it acknowledges the request, so after
+    macvland's own writes a refresh sees them all. A socket that overflowed (ENOBUFS) lost
+    events: its table is dropped, and the next pass dumps that namespace again.
     """
 
     def __init__(self, namespaces: Namespaces, wake: Wake) -> None:
@@ -189,14 +197,16 @@ class LinkWatcher:
         self._subscriptions: dict[Netns, _Subscription] = {}
         self._lock = threading.Lock()
         self._interrupt_r, self._interrupt_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._read = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="macvland-links", daemon=True)
+        self._thread = threading.Thread(target=self._ring, name="macvland-links", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping = True
+        self._read.set()
         os.write(self._interrupt_w, b"x")
         self._thread.join(timeout=5)
         with self._lock:
@@ -222,47 +232,90 @@ class LinkWatcher:
                     sock, identity = self._namespaces.open_event_socket(netns)
                 except (NamespaceMissing, OSError):
                     continue  # the /run/netns watch or a retry brings it back
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                # Room for the events of a large pass (about three per link created).
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+                except PermissionError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
                 sock.bind((0, RTMGRP_LINK))
                 sock.setblocking(False)
                 self._subscriptions[netns] = _Subscription(sock, identity, wanted)
         os.write(self._interrupt_w, b"x")
 
-    def _run(self) -> None:
-        while not self._stopping:
-            with self._lock:
-                subs = dict(self._subscriptions)
-            by_fd = {sub.sock.fileno(): sub for sub in subs.values()}
-            ready, _, _ = select.select([self._interrupt_r, *by_fd], [], [])
-            for fd in ready:
-                if fd == self._interrupt_r:
-                    while _drain(fd):
-                        pass
-                elif fd in by_fd:
-                    self._receive(by_fd[fd])
+    # --- the cache observe() reads ---
 
-    def _receive(self, sub: _Subscription) -> None:
+    def cached(self, netns: Netns) -> list[RawLink] | None:
+        sub = self._subscriptions.get(netns)
+        if sub is None or sub.table is None:
+            return None
+        if self._namespaces.identity(netns) != sub.identity:
+            return None  # the namespace was replaced; watch() subscribes to the new one
+        links = list(sub.table.values())
+        # The kernel announces a macvlan's mode, flags, source MACs and alias changing only
+        # while it is up (netdev_state_change): where one is down, only a dump is the truth.
+        if any(link.kind == "macvlan" and not link.up for link in links):
+            return None
+        return links
+
+    def seed(self, netns: Netns, links: list[RawLink]) -> None:
+        """A fresh dump; events read after it bring it up to date (they are never older than
+        the state the dump missed, and each carries a link's whole state)."""
+        sub = self._subscriptions.get(netns)
+        if sub is not None:
+            sub.table = {link.ifindex: link for link in links}
+
+    def invalidate(self) -> None:
+        """Forget every table: the next pass dumps everything (a resync)."""
+        for sub in self._subscriptions.values():
+            sub.table = None
+
+    def refresh(self) -> bool:
+        """Read every queued event into the tables; True if one was about a link of interest."""
+        relevant = False
+        with self._lock:
+            for sub in self._subscriptions.values():
+                relevant |= self._read_events(sub)
+        self._read.set()
+        return relevant
+
+    def _read_events(self, sub: _Subscription) -> bool:
         relevant = False
         while True:
             try:
                 data = sub.sock.recv(1 << 16)
             except BlockingIOError:
-                break
+                return relevant
             except OSError as error:
-                if error.errno == errno.ENOBUFS:
-                    log.warning("netlink events were lost (ENOBUFS); resyncing")
-                    self._wake(Trigger.RESYNC)
-                    return
-                if error.errno == errno.EBADF:
-                    return  # closed by watch() meanwhile
-                raise
+                if error.errno != errno.ENOBUFS:
+                    raise
+                log.warning("netlink events were lost (ENOBUFS); reading the namespace again")
+                sub.table = None
+                relevant = True
+                continue
             for kind, _flags, _seq, body in messages(data):
-                if kind in (RTM_NEWLINK, RTM_DELLINK):
-                    link = decode_link(body)
-                    interest = sub.interest
-                    relevant |= link.name in interest.names or link.ifindex in interest.ifindexes
-        if relevant:
-            self._wake(Trigger.DRIFT)
+                if kind not in (RTM_NEWLINK, RTM_DELLINK):
+                    continue
+                link = decode_link(body)
+                if sub.table is not None:
+                    if kind == RTM_NEWLINK:
+                        sub.table[link.ifindex] = link
+                    else:
+                        sub.table.pop(link.ifindex, None)
+                interest = sub.interest
+                relevant |= link.name in interest.names or link.ifindex in interest.ifindexes
+
+    def _ring(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                fds = [sub.sock.fileno() for sub in self._subscriptions.values()]
+            ready, _, _ = select.select([self._interrupt_r, *fds], [], [])
+            if self._interrupt_r in ready:
+                while _drain(self._interrupt_r):
+                    pass
+            if any(fd != self._interrupt_r for fd in ready):
+                self._read.clear()
+                self._wake(Trigger.DRIFT)
+                self._read.wait()  # until the loop has read them: select would only repeat
 
 
 def _drain(fd: int) -> bool:
