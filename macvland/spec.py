@@ -412,6 +412,9 @@ def _choice(kind: type[_E]) -> Callable[[Node], _E]:
     return convert
 
 
+_MODE, _FLAG, _STATE = _choice(Mode), _choice(Flag), _choice(State)
+
+
 def _ifname(node: Node) -> str:
     """A name the kernel accepts for a net_device (dev_valid_name in net/core/dev.c)."""
     name = _text(node)
@@ -421,14 +424,18 @@ def _ifname(node: Node) -> str:
     return name
 
 
+_PLAIN_IFNAME = re.compile(r"[A-Za-z0-9_.@+-]+")
+
+
 def _ifname_problem(name: str) -> str | None:
     if not name:
         return "it is empty"
     if name in (".", ".."):
         return "'.' and '..' are reserved"
-    bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
-    if bad is not None:
-        return f"it contains {bad!r}"
+    if not _PLAIN_IFNAME.fullmatch(name):  # the common case, checked fast
+        bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
+        if bad is not None:
+            return f"it contains {bad!r}"
     size = len(name.encode("utf-8"))
     if size >= _IFNAMSIZ:
         return f"it is {size} bytes long, and at most {_IFNAMSIZ - 1} fit"
@@ -649,13 +656,13 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
     # Every field is read before anything is given up on, so all its problems are reported.
     name = fields.require("name", _ifname)
     parent = fields.require("parent", _ifname)
-    mode = fields.get("mode", _choice(Mode), Mode.BRIDGE)
+    mode = fields.get("mode", _MODE, Mode.BRIDGE)
     netns = fields.get("netns", _netns, None)
-    flags = fields.get_list("flags", _choice(Flag))
+    flags = fields.get_list("flags", _FLAG)
     source_macs = fields.get_list("source_macs", _mac)
     mac = fields.get("mac", _mac, None)
     mtu = fields.get("mtu", _integer_in(_MTU_RANGE), None)
-    state = fields.get("state", _choice(State), State.UP)
+    state = fields.get("state", _STATE, State.UP)
     bcqueuelen = fields.get("bcqueuelen", _integer_in(_BCQUEUELEN_RANGE), None)
     bc_cutoff = fields.get("bc_cutoff", _integer_in(_BC_CUTOFF_RANGE), None)
     if "mode" not in fields.bad:
