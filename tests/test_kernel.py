@@ -328,7 +328,7 @@ def test_group_delete_falls_back_when_the_group_is_not_ours_alone(
     lab.ip("link", "add", "other", "link", "eth1", "type", "macvlan")
     lab.ip("link", "set", "other", "group", "4242")
     # As if a stranger joined the group between choosing it and deleting by it.
-    monkeypatch.setattr("macvland.apply._free_group", lambda used: 4242)
+    monkeypatch.setattr("macvland.apply._free_group", lambda: 4242)
 
     result = lab.reconcile()
 
