@@ -11,7 +11,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps install clean
+.PHONY: demo test lint deps install clean bench
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -31,11 +31,15 @@ demo: deps $(STAMP)
 	./scripts/demo.sh
 
 lint: deps $(STAMP)
-	$(BIN)/ruff check macvland tests
+	$(BIN)/ruff check macvland tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q
+
+# Needs root; prints a table and writes bench/results.json (BENCH_ARGS="--sizes 10 --quick").
+bench: deps $(STAMP)
+	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 
 # The package goes into its own virtualenv (Debian's Python refuses system-wide pip installs),
 # linked from $(PREFIX)/bin. An existing spec is never overwritten; a new one starts empty,

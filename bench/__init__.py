@@ -1,0 +1,1 @@
+"""The macvland benchmark (`make bench`); see bench/bench.py."""
