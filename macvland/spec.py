@@ -56,7 +56,7 @@ from macvland.model import (
     netns_label,
 )
 
-__all__ = ["SPEC_VERSION", "load_spec", "parse_spec"]
+__all__ = ["SPEC_VERSION", "SpecSource", "load_spec", "parse_source", "parse_spec", "read_spec"]
 
 SPEC_VERSION = 1
 """The only spec format this macvland reads."""
@@ -112,22 +112,43 @@ def parse_spec(text: bytes | str, filename: str) -> DesiredState:
     return _merge([(filename, text)], filename, hashlib.sha256(data).hexdigest())
 
 
+@dataclass(frozen=True, slots=True)
+class SpecSource:
+    """A spec's bytes as read, before parsing: enough to tell whether it changed."""
+
+    path: str
+    files: tuple[tuple[str, bytes], ...]
+    sha256: str
+    problems: tuple[SpecProblem, ...] = ()
+    """Fragments that could not be read (reported with the parse's problems)."""
+
+
 def load_spec(path: str) -> DesiredState:
     """Read and parse the spec at `path`, a file or a directory of `*.yaml` fragments.
 
     An unreadable file, or a directory without fragments, is a SpecError too.
     """
+    return parse_source(read_spec(path))
+
+
+def read_spec(path: str) -> SpecSource:
+    """The spec's bytes and their hash; SpecError when there is nothing to read."""
     try:
         if os.path.isdir(path):
-            return _load_directory(path)
+            return _read_directory(path)
         data = _read(path)
     except OSError as exc:
         raise SpecError([_unreadable(path, exc)]) from exc
-    return parse_spec(data, path)
+    return SpecSource(path, ((path, data),), hashlib.sha256(data).hexdigest())
 
 
-def _load_directory(directory: str) -> DesiredState:
-    """The fragments merged in name order; OSError when the directory cannot be listed."""
+def parse_source(source: SpecSource) -> DesiredState:
+    """The state a spec asks for; SpecError lists every problem in it."""
+    return _merge(source.files, source.path, source.sha256, source.problems)
+
+
+def _read_directory(directory: str) -> SpecSource:
+    """The fragments in name order; OSError when the directory cannot be listed."""
     names = _fragment_names(directory)
     if not names:
         message = "no *.yaml fragments (to manage no interfaces, add one with 'interfaces: []')"
@@ -146,7 +167,7 @@ def _load_directory(directory: str) -> DesiredState:
         for part in (os.fsencode(name), data):
             digest.update(len(part).to_bytes(8, "big") + part)
         fragments.append((path, data))
-    return _merge(fragments, directory, digest.hexdigest(), problems)
+    return SpecSource(directory, tuple(fragments), digest.hexdigest(), tuple(problems))
 
 
 def _merge(

@@ -296,13 +296,18 @@ class LinkWatcher:
                 if kind not in (RTM_NEWLINK, RTM_DELLINK):
                     continue
                 link = decode_link(body)
+                changed = True
                 if sub.table is not None:
+                    # Operational state and carrier come and go (in batches, for a second
+                    # after links are created): what the planner reads did not change.
+                    changed = sub.table.get(link.ifindex) != link or kind == RTM_DELLINK
                     if kind == RTM_NEWLINK:
                         sub.table[link.ifindex] = link
                     else:
                         sub.table.pop(link.ifindex, None)
                 interest = sub.interest
-                relevant |= link.name in interest.names or link.ifindex in interest.ifindexes
+                relevant |= changed and (link.name in interest.names
+                                         or link.ifindex in interest.ifindexes)
 
     def _ring(self) -> None:
         while not self._stopping:

@@ -10,7 +10,7 @@ import pytest
 
 from macvland.errors import SpecError, SpecProblem
 from macvland.model import DesiredState, Flag, MacvlanSpec, Mode, State
-from macvland.spec import load_spec, parse_spec
+from macvland.spec import load_spec, parse_source, parse_spec, read_spec
 
 FILE = "macvland.yaml"
 
@@ -832,7 +832,16 @@ def test_load_spec_of_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
 def test_public_surface() -> None:
     import macvland.spec
 
-    assert sorted(macvland.spec.__all__) == ["SPEC_VERSION", "load_spec", "parse_spec"]
+    assert sorted(macvland.spec.__all__) == [
+        "SPEC_VERSION", "SpecSource", "load_spec", "parse_source", "parse_spec", "read_spec"]
+
+
+def test_read_then_parse_is_load(tmp_path: Path) -> None:
+    path = tmp_path / "macvland.yaml"
+    path.write_text("version: 1\ninterfaces:\n  - name: mv0\n    parent: eth1\n")
+    source = read_spec(str(path))
+    assert parse_source(source) == load_spec(str(path))
+    assert source.sha256 == load_spec(str(path)).sha256
 
 
 # --- a directory of fragments -------------------------------------------------------------

@@ -70,6 +70,17 @@ def test_only_events_about_links_of_interest_are_relevant(
     assert links.refresh() is False  # already read
 
 
+def test_events_that_change_nothing_the_planner_reads_are_not_relevant(
+        lab: Lab, watcher: tuple[LinkWatcher, list[Trigger]]) -> None:
+    links, _ = watcher
+    lab.ip("link", "add", "mv0", "link", "eth1", "up", "type", "macvlan")
+    observe(lab.namespaces, [], links)  # seeded: events now compare against the table
+    lab.ip("link", "set", "mv0", "txqueuelen", "500")  # an event, but no field of ours
+    assert links.refresh() is False
+    lab.ip("link", "set", "mv0", "mtu", "1400")
+    assert links.refresh() is True
+
+
 def test_a_replaced_namespace_is_not_served_from_its_old_table(lab: Lab) -> None:
     a = lab.add_netns("a")
     links = LinkWatcher(lab.namespaces, lambda trigger: None)
