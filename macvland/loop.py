@@ -186,6 +186,7 @@ class Daemon:
             (signal.SIGTERM, self._on_signal), (signal.SIGINT, self._on_signal),
             (signal.SIGHUP, self._on_hup))}
         self.on_spec_read = files.follow
+        self.cache = links
         files.start()
         links.start()
         try:
@@ -198,21 +199,25 @@ class Daemon:
                 if ping and ping_at is not None and now >= ping_at:
                     self.notifier.watchdog()
                     ping_at = now + ping
-                due = [resync_at, ping_at, self.backoff.next_due(now),
-                       self.fights.next_due(now)]
-                timeout = max(0.0, min(d for d in due if d is not None) - now)
-                triggers = self.wakeup.wait(timeout, self.debounce, self._read_ahead)
+                retry_at = min((d for d in (self.backoff.next_due(now),
+                                            self.fights.next_due(now)) if d is not None),
+                               default=None)
+                due = [d for d in (resync_at, ping_at, retry_at) if d is not None]
+                triggers = self.wakeup.wait(max(0.0, min(due) - now), self.debounce,
+                                            self._read_ahead)
                 if self.stopping:
                     break
                 if not triggers:
-                    if self.clock() < resync_at and not self._retry_due():
+                    if self.clock() >= resync_at:
+                        triggers = {Trigger.RESYNC}
+                    elif retry_at is not None and self.clock() >= retry_at:
+                        triggers = {Trigger.RETRY}
+                    else:
                         continue  # only the watchdog's turn
-                    triggers = {Trigger.RESYNC if self.clock() >= resync_at else Trigger.RETRY}
                 if triggers == {Trigger.DRIFT} and not links.refresh():
                     continue  # events about links nobody cares about, or our own, already seen
                 if Trigger.RESYNC in triggers:
                     links.invalidate()  # a resync reads everything from the kernel again
-                self.cache = links
                 if self.pass_once(triggers):
                     resync_at = self.clock() + self.resync
                     interest = self._interest()
@@ -227,11 +232,6 @@ class Daemon:
                 signal.signal(sig, handler)
         audit.info("stopping; interfaces are left in place")
         return 0
-
-    def _retry_due(self) -> bool:
-        now = self.clock()
-        return any(d is not None and d <= now + 1e-3
-                   for d in (self.backoff.next_due(now - 1e9), self.fights.next_due(now - 1e9)))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop()
