@@ -338,7 +338,8 @@ def _report_duplicate_keys(root: Node, report: _Report) -> None:
             continue
         visited.add(id(node))
         if isinstance(node, SequenceNode):
-            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value)
+                           if not isinstance(item, ScalarNode))
         elif isinstance(node, MappingNode):
             first: dict[str, Node] = {}
             for key, value in node.value:
@@ -351,7 +352,8 @@ def _report_duplicate_keys(root: Node, report: _Report) -> None:
                     report.at(key, child, f"duplicate key {key.value!r} (first on line {where})")
                 else:
                     first[key.value] = key
-                pending.append((value, child))
+                if not isinstance(value, ScalarNode):  # only collections hold keys
+                    pending.append((value, child))
 
 
 def _join(path: str, key: str) -> str:
