@@ -147,13 +147,14 @@ def _tree_text(observed: ObservedState) -> str:
             owner = "managed" if link.owned else "not managed"
             state = "up" if link.up else "down"
             lines.append(f"  {link.name}  netns {netns_label(link.netns)}  {link.mode}  {state}"
-                         f"  mtu {link.mtu}  {link.mac}  ({owner})")
+                         f"  mtu {link.mtu}  {link.mac}  ({owner}; kernel: {link.shown_as})")
     return "\n".join(lines) if lines else "no macvlan interfaces"
 
 
 def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
     return [{"lower": lower, "children": [
-        {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "mode": str(c.mode),
+        {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "shown_as": c.shown_as,
+         "mode": str(c.mode),
          "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned} for c in children]}
         for lower, children in sorted(_children(observed).items())]
 

@@ -117,6 +117,8 @@ class Link:
     """Name of the lower device when it lives in macvland's own namespace."""
     lower: str | None = None
     """The lower device as the kernel names it, for display: "eth1", or "if7@nsid 3"."""
+    shown_as: str = ""
+    """How `ip link` shows it: "mv0@eth1", or across namespaces "mv0@if3 link-netnsid 0"."""
     mode: Mode | None = None
     flags: frozenset[Flag] = frozenset()
     source_macs: frozenset[str] = frozenset()

@@ -92,6 +92,9 @@ def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
         alias=raw.alias,
         parent=parent if macvlan else None,
         lower=lower,
+        shown_as=raw.name if raw.link is None else (
+            f"{raw.name}@if{raw.link} link-netnsid {raw.link_netnsid}"
+            if raw.link_netnsid is not None else f"{raw.name}@{local.get(raw.link, raw.link)}"),
         mode=Mode(raw.mode) if macvlan and raw.mode else None,
         flags=frozenset(Flag(f) for f in raw.flags),
         source_macs=raw.source_macs,

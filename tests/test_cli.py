@@ -93,6 +93,11 @@ def test_plan_apply_status_round_trip(lab: Lab, spec_file: Path) -> None:
             for node in report["tree"]}
     assert tree["eth1"] == {("mv-web", None), ("mv-src", lab.name("web"))}
     assert tree["eth2"] == {("mv-db", lab.name("db"))}
+    # The raw view it was resolved from, as iproute2 reads it: name@ifN and the link-netnsid.
+    raw = lab.links(lab.name("web"))["mv-src"]
+    shown = {c["name"]: c["shown_as"] for node in report["tree"] for c in node["children"]}
+    assert shown["mv-src"] == f"mv-src@if{raw['link_index']} link-netnsid {raw['link_netnsid']}"
+    assert shown["mv-web"] == "mv-web@eth1"
 
 
 def test_plan_describes_in_place_changes_and_json(lab: Lab, spec_file: Path) -> None:
