@@ -18,6 +18,9 @@ from macvland.rtnl import RawLink
 class LinkCache(Protocol):
     """Link tables kept current some other way (netlink events), standing in for dumps."""
 
+    converted: dict[int, tuple[RawLink, tuple[object, ...], Link]]
+    """Links built in the last pass, by id of the RawLink they came from (see _link)."""
+
     def refresh(self) -> bool: ...
     def cached(self, netns: Netns) -> list[RawLink] | None: ...
     def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
@@ -51,12 +54,23 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
             unreadable[netns] = str(error)
     home_names = {link.ifindex: link.name for link in raw.get(None, ())}
     links: dict[Netns, Mapping[str, Link]] = {}
+    before = cache.converted if cache is not None else {}
+    converted: dict[int, tuple[RawLink, tuple[object, ...], Link]] = {}
     for netns, found in raw.items():
         home_nsid = _home_nsid(namespaces, netns, found)
         local = {link.ifindex: link.name for link in found}
-        links[netns] = {
-            link.name: _link(netns, link, local, home_names, home_nsid) for link in found
-        }
+        links[netns] = by_name = {}
+        for link in found:
+            context = (netns, *_relation(netns, link, local, home_names, home_nsid))
+            # A table keeps the same RawLink object while its link does not change, so most
+            # of a pass's Links are the last pass's: reuse them (the `is` makes ids safe).
+            old = before.get(id(link))
+            built = old[2] if old and old[0] is link and old[1] == context else _link(
+                link, *context)
+            converted[id(link)] = (link, context, built)
+            by_name[link.name] = built
+    if cache is not None:
+        cache.converted = converted
     return ObservedState(links, frozenset(missing), unreadable)
 
 
@@ -67,8 +81,10 @@ def _home_nsid(namespaces: Namespaces, netns: Netns, found: list[RawLink]) -> in
     return namespaces.home_nsid(netns)
 
 
-def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
-          home_names: Mapping[int, str], home_nsid: int | None) -> Link:
+def _relation(netns: Netns, raw: RawLink, local: Mapping[int, str],
+              home_names: Mapping[int, str], home_nsid: int | None,
+              ) -> tuple[str | None, str | None, str]:
+    """(parent, lower, shown_as): where the link's lower device is, resolved to a name."""
     parent = lower = None
     # Some devices name themselves as their link; across namespaces, though, the lower's
     # ifindex may equal ours by coincidence (each namespace numbers its own).
@@ -80,6 +96,17 @@ def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
             parent = lower = home_names.get(raw.link, f"if{raw.link}")
         else:
             lower = f"if{raw.link}@nsid {raw.link_netnsid}"
+    if raw.link is None:
+        shown_as = raw.name
+    elif raw.link_netnsid is not None:
+        shown_as = f"{raw.name}@if{raw.link} link-netnsid {raw.link_netnsid}"
+    else:
+        shown_as = f"{raw.name}@{local.get(raw.link, raw.link)}"
+    return parent, lower, shown_as
+
+
+def _link(raw: RawLink, netns: Netns, parent: str | None, lower: str | None,
+          shown_as: str) -> Link:
     macvlan = raw.kind == "macvlan"
     return Link(
         netns=netns,
@@ -92,9 +119,7 @@ def _link(netns: Netns, raw: RawLink, local: Mapping[int, str],
         alias=raw.alias,
         parent=parent if macvlan else None,
         lower=lower,
-        shown_as=raw.name if raw.link is None else (
-            f"{raw.name}@if{raw.link} link-netnsid {raw.link_netnsid}"
-            if raw.link_netnsid is not None else f"{raw.name}@{local.get(raw.link, raw.link)}"),
+        shown_as=shown_as,
         mode=Mode(raw.mode) if macvlan and raw.mode else None,
         flags=frozenset(Flag(f) for f in raw.flags),
         source_macs=raw.source_macs,

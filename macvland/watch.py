@@ -25,7 +25,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
-from macvland.model import Netns
+from macvland.model import Link, Netns
 from macvland.netns import NamespaceMissing, Namespaces
 from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, messages
 
@@ -198,6 +198,7 @@ class LinkWatcher:
         self._lock = threading.Lock()
         self._interrupt_r, self._interrupt_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._read = threading.Event()
+        self.converted: dict[int, tuple[RawLink, tuple[object, ...], Link]] = {}
         self._stopping = False
         self._thread = threading.Thread(target=self._ring, name="macvland-links", daemon=True)
 
