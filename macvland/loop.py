@@ -31,7 +31,7 @@ from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
 from macvland.plan import Condition, Verdict, summary
 from macvland.reconcile import Key, PassResult, reconcile
-from macvland.spec import parse_source, read_spec
+from macvland.spec import ParseMemo, parse_source, read_spec
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
@@ -168,6 +168,8 @@ class Daemon:
     """Link tables kept current by netlink events (the link watcher), instead of dumps."""
     _reload: bool = True
     _parsed: tuple[str, DesiredState | SpecError] | None = None
+    _memo: ParseMemo = field(default_factory=dict)
+    """Interfaces parsed before, so a one-line edit is not a whole parse."""
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
 
@@ -280,7 +282,7 @@ class Daemon:
             return
         try:
             source = read_spec(self.config)
-            self._parsed = (source.sha256, parse_source(source))
+            self._parsed = (source.sha256, parse_source(source, self._memo))
         except SpecError as error:
             self._parsed = (error.sha256, error)
 
@@ -291,7 +293,7 @@ class Daemon:
             if isinstance(parsed[1], SpecError):
                 raise parsed[1]
             return parsed[1]
-        return parse_source(source)
+        return parse_source(source, self._memo)
 
     def _load_spec(self, trigger: Trigger) -> bool:
         """Read the spec; True when a new valid one took force (or a reload was asked)."""

@@ -10,7 +10,7 @@ import pytest
 
 from macvland.errors import SpecError, SpecProblem
 from macvland.model import DesiredState, Flag, MacvlanSpec, Mode, State
-from macvland.spec import load_spec, parse_source, parse_spec, read_spec
+from macvland.spec import ParseMemo, load_spec, parse_source, parse_spec, read_spec
 
 FILE = "macvland.yaml"
 
@@ -833,7 +833,43 @@ def test_public_surface() -> None:
     import macvland.spec
 
     assert sorted(macvland.spec.__all__) == [
-        "SPEC_VERSION", "SpecSource", "load_spec", "parse_source", "parse_spec", "read_spec"]
+        "ParseMemo", "SPEC_VERSION", "SpecSource", "load_spec", "parse_source", "parse_spec",
+        "read_spec"]
+
+
+ITEM = "  - name: {name}\n    parent: eth1\n    mode: {mode}\n"
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    pytest.param(lambda t: t.replace("mode: vepa", "mode: private"), "private", id="mode-edit"),
+    pytest.param(lambda t: t.replace("mode: vepa", "mode: brige"), None, id="error-edit"),
+    pytest.param(lambda t: t.replace("version: 1\n", "version: 1\n\n"), "vepa",
+                 id="lines-moved"),
+])
+def test_a_memo_gives_the_same_result_as_a_fresh_parse(
+        tmp_path: Path, edit: Callable[[str], str], expected: str | None) -> None:
+    path = tmp_path / "macvland.yaml"
+    text = "version: 1\ninterfaces:\n" + "".join(
+        ITEM.format(name=f"mv{i}", mode="vepa" if i == 1 else "bridge") for i in range(3))
+    path.write_text(text)
+    memo: ParseMemo = {}
+    parse_source(read_spec(str(path)), memo)
+    assert len(memo) == 3
+    path.write_text(edit(text))
+
+    def parse(with_memo: bool) -> object:
+        try:
+            return parse_source(read_spec(str(path)), memo if with_memo else None)
+        except SpecError as error:
+            return [str(p) for p in error.problems]
+
+    fresh = parse(False)
+    assert parse(True) == fresh
+    if expected is not None:
+        assert isinstance(fresh, DesiredState)
+        assert fresh.interfaces[1].mode == expected
+        assert [s.origin for s in fresh.interfaces] == [
+            s.origin for s in load_spec(str(path)).interfaces]
 
 
 def test_read_then_parse_is_load(tmp_path: Path) -> None:
