@@ -220,8 +220,10 @@ class Daemon:
                     continue  # events about links nobody cares about, or our own, already seen
                 if Trigger.RESYNC in triggers:
                     links.invalidate()  # a resync reads everything from the kernel again
-                if self.pass_once(triggers):
+                ran = self.pass_once(triggers)
+                if ran or Trigger.RESYNC in triggers:
                     resync_at = self.clock() + self.resync
+                if ran:
                     interest = self._interest()
                     links.watch(interest)
                     files.watch_namespaces(frozenset(

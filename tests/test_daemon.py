@@ -755,3 +755,21 @@ def test_stops_fighting_whoever_keeps_undoing_a_correction(
     lab.ip("link", "set", "mv-a", "type", "macvlan", "mode", "bridge")
     daemon.assert_quiet()  # held: no more corrections for a while
     assert mode_of(lab, "mv-a") == "bridge"
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_resyncs_without_a_valid_spec_do_not_spin(
+        lab: Lab, daemon: Daemon, spec_dir: Path) -> None:
+    # With nothing valid to enforce, each resync finds no pass to run; the next resync must
+    # still be a resync interval away, not due at once forever.
+    config = install_plain(spec_dir, "version: 1\ninterfaces:\n  - name: mv-a\n")
+    daemon.start(config, resync=0.2)
+    daemon.wait_for_log("spec rejected")
+    before = _cpu_seconds(daemon.pid)
+    time.sleep(QUIET_WINDOW)  # an observation window: a spinning loop burns all of it
+    assert _cpu_seconds(daemon.pid) - before < QUIET_WINDOW / 3
+    assert daemon.running()
