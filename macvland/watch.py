@@ -1,7 +1,8 @@
 """What wakes the daemon: the spec's files, /run/netns, and netlink link events.
 
-Watchers carry no data to the loop: each only calls `wake(trigger)`. The loop then compares
-whole states, so an event lost or merged costs latency, never correctness.
+Events carry no orders to the loop: a watcher only calls `wake(trigger)`, and the loop then
+compares whole states, so an event lost or merged costs latency, never correctness. The link
+watcher also keeps the link tables its events describe, so a pass need not dump them again.
 """
 
 from __future__ import annotations
@@ -140,25 +141,25 @@ class FileWatcher:
     def _on_spec_parent(self, event: FileSystemEvent) -> None:
         # Only events about a watched directory matter here: it was replaced, and the watch
         # on it died with it.
-        for directory in {_text(event.src_path), _text(getattr(event, "dest_path", ""))}:
+        for directory in _paths(event):
             if self._spec_dirs.get(directory) == self._on_spec:
                 self._arm(directory, self._on_spec)
                 self._wake(Trigger.SPEC)
 
     def _on_netns(self, event: FileSystemEvent) -> None:
-        paths = {_text(event.src_path), _text(getattr(event, "dest_path", ""))}
-        if any(os.path.basename(p) in self._netns_names for p in paths if p):
+        if any(os.path.basename(p) in self._netns_names for p in _paths(event)):
             self._wake(Trigger.NETNS)
 
     def _on_netns_parent(self, event: FileSystemEvent) -> None:
-        if self._netns_dir in (_text(event.src_path), _text(getattr(event, "dest_path", ""))):
+        if self._netns_dir in _paths(event):
             self._arm(self._netns_dir, self._on_netns)
             self._disarm(os.path.dirname(self._netns_dir))
             self._wake(Trigger.NETNS)
 
 
-def _text(path: str | bytes) -> str:
-    return os.fsdecode(path)
+def _paths(event: FileSystemEvent) -> set[str]:
+    """The paths an event is about: where it happened and, for a move, where it went."""
+    return {os.fsdecode(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p}
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,10 @@ class LinkWatcher:
         while not self._stopping:
             with self._lock:
                 fds = [sub.sock.fileno() for sub in self._subscriptions.values()]
-            ready, _, _ = select.select([self._interrupt_r, *fds], [], [])
+            try:
+                ready, _, _ = select.select([self._interrupt_r, *fds], [], [])
+            except (OSError, ValueError):
+                continue  # watch() closed a socket while we waited on it: take the new set
             if self._interrupt_r in ready:
                 while _drain(self._interrupt_r):
                     pass
