@@ -1,7 +1,8 @@
 """The audit trail: one log record per change, with structured fields.
 
 Records go through the `macvland` logger with their fields in `extra["fields"]`; the handler
-decides where they end up (stderr as readable lines here).
+decides where they end up: journald natively (systemd.JournalHandler), or stderr as readable
+lines (LineFormatter here).
 """
 
 from __future__ import annotations

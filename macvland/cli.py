@@ -17,7 +17,7 @@ from typing import Any
 
 from macvland import audit
 from macvland.apply import Outcome
-from macvland.errors import SpecError
+from macvland.errors import MacvlandError, SpecError
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Link, ObservedState, interface_label, netns_label
 from macvland.netns import Namespaces
@@ -202,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except SpecError as error:
-        print(error, file=sys.stderr)
+    except MacvlandError as error:  # a bad spec, or an environment that refuses us
+        print(error if isinstance(error, SpecError) else f"macvland: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (`macvland plan | head`): not an error of ours.

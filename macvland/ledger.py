@@ -11,6 +11,8 @@ import json
 import os
 from collections.abc import Iterable
 
+from macvland.errors import MacvlandError
+
 DEFAULT_STATE_DIR = "/run/macvland"
 
 
@@ -35,8 +37,14 @@ class Ledger:
         names = sorted(set(namespaces))
         if names == sorted(self.namespaces()):
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         temporary = f"{self.path}.tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(names, file)
-        os.replace(temporary, self.path)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(names, file)
+            os.replace(temporary, self.path)
+        except OSError as error:
+            raise MacvlandError(
+                f"cannot record where interfaces were put in {self.path}: "
+                f"{error.strerror or error} (MACVLAND_STATE_DIR chooses the directory)"
+            ) from error

@@ -1,7 +1,8 @@
 """One reconcile pass: observe, plan, apply, then observe again to verify.
 
-Shared by `macvland apply` and the daemon. Verifying against a fresh read of the kernel (not
-against what was sent) is what catches the kernel silently ignoring a request.
+Shared by `macvland apply` and the daemon. Verifying against the kernel's own account (a dump,
+or in the daemon the link tables its events keep), not against what was sent, is what catches
+the kernel silently ignoring a request.
 """
 
 from __future__ import annotations

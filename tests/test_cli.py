@@ -136,3 +136,16 @@ def test_missing_spec_file_is_an_error(lab: Lab, tmp_path: Path) -> None:
     result = run(lab, "apply", "-c", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1
     assert "nope.yaml" in result.stderr and "No such file" in result.stderr
+
+
+def test_an_unwritable_state_directory_is_a_clear_error(lab: Lab, spec_file: Path) -> None:
+    lab.add_netns("web")  # interfaces in other namespaces must be remembered
+    lab.add_netns("db")
+    env_dir = "/proc/macvland-cannot-be-here"
+    result = subprocess.run(
+        ["ip", "netns", "exec", lab.home, macvland_binary(), "apply", "-c", str(spec_file)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "MACVLAND_STATE_DIR": env_dir})
+    assert result.returncode == 1
+    assert f"macvland: cannot record where interfaces were put in {env_dir}" in result.stderr
+    assert "Traceback" not in result.stderr
