@@ -29,7 +29,7 @@ from macvland.model import DesiredState, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
-from macvland.plan import Condition, Verdict, summary
+from macvland.plan import Condition, PlanMemo, Verdict, summary
 from macvland.reconcile import Key, PassResult, reconcile
 from macvland.spec import ParseMemo, parse_source, read_spec
 from macvland.systemd import Notifier
@@ -166,6 +166,7 @@ class Daemon:
     last: PassResult | None = None
     cache: LinkCache | None = None
     """Link tables kept current by netlink events (the link watcher), instead of dumps."""
+    _plans: PlanMemo = field(default_factory=dict)
     _reload: bool = True
     _parsed: tuple[str, DesiredState | SpecError] | None = None
     _memo: ParseMemo = field(default_factory=dict)
@@ -266,7 +267,7 @@ class Daemon:
             desired, self.namespaces, self.ledger,
             report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
-            stop=lambda: self.stopping, cache=self.cache)
+            stop=lambda: self.stopping, cache=self.cache, memo=self._plans)
         audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
                         self.namespaces.writes - writes, self.clock() - now)
         self._account(result, triggers, now)

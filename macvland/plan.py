@@ -20,7 +20,7 @@ No I/O happens here. The rules it encodes, and why:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,11 +97,25 @@ def summary(verdicts: tuple[Verdict, ...]) -> str:
 _PHASE = {Delete: 0, Move: 1, Adopt: 2, Change: 2, AddSourceMac: 2, RemoveSourceMac: 2, Create: 3}
 
 
-def plan(desired: DesiredState, observed: ObservedState) -> Plan:
-    planner = _Planner(desired, observed)
+PlanMemo = dict[int, tuple[MacvlanSpec, Link, int, Verdict, tuple[Operation, ...]]]
+"""What a plan decided for each spec entry whose name was taken in its namespace, by id of the
+spec: (spec, link, parent ifindex, verdict, operations).
+
+That decision depends on those three inputs alone, and the daemon reuses the same spec and Link
+objects while nothing changes, so an unchanged interface costs a lookup instead of a comparison
+of every setting. A plan's result never depends on what the memo holds.
+"""
+
+
+def plan(desired: DesiredState, observed: ObservedState, memo: PlanMemo | None = None) -> Plan:
+    """The plan; `memo` (if given) is read, then left holding this plan's decisions."""
+    planner = _Planner(desired, observed, memo or {})
     verdicts = tuple(planner.visit(spec) for spec in sorted(desired.interfaces, key=_sort_key))
     planner.delete_orphans()
     ops = sorted(planner.ops, key=lambda op: _PHASE[type(op)])  # stable: keeps per-link order
+    if memo is not None:
+        memo.clear()
+        memo.update(planner.decided)
     return Plan(tuple(ops), verdicts)
 
 
@@ -110,24 +124,24 @@ def _sort_key(spec: MacvlanSpec) -> tuple[str, str]:
 
 
 class _Planner:
-    def __init__(self, desired: DesiredState, observed: ObservedState) -> None:
+    def __init__(self, desired: DesiredState, observed: ObservedState, memo: PlanMemo) -> None:
         self.observed = observed
+        self.memo = memo
+        self.decided: PlanMemo = {}
         self.ops: list[Operation] = []
         # Every key the spec names, absent ones included: none of those may be moved away.
         self.named = {s.key for s in desired.interfaces}
         # Links accounted for by a spec entry: everything owned and not claimed is an orphan.
         self.claimed: set[tuple[Netns, str]] = set()
         self.home_names = observed.home_names()
+        self.owned: dict[str, list[Link]] = {}
+        for link in observed.owned():
+            self.owned.setdefault(link.name, []).append(link)
 
     def visit(self, spec: MacvlanSpec) -> Verdict:
         before = len(self.ops)
         verdict = self._visit(spec)
-        if verdict is None:
-            mine = self.ops[before:]
-            if not mine:
-                return Verdict(spec, Condition.IN_SYNC)
-            return Verdict(spec, Condition.DRIFTED, "; ".join(op.describe() for op in mine))
-        return verdict
+        return verdict if verdict is not None else _verdict(spec, self.ops[before:])
 
     def _visit(self, spec: MacvlanSpec) -> Verdict | None:
         self.claimed.add(spec.key)
@@ -150,23 +164,14 @@ class _Planner:
         if link is None:
             self._create_or_move(spec)
             return None
-        if not link.is_macvlan:
-            kind = link.kind or "device"
-            return Verdict(spec, Condition.CONFLICT,
-                           f"{link.name} already exists as a {kind}, not a macvlan")
-        if not link.owned and link.parent != spec.parent:
-            return Verdict(spec, Condition.CONFLICT,
-                           f"{link.name} is a macvlan on {link.lower} that macvland does not "
-                           f"own (the spec wants parent {spec.parent})")
-        why = _recreate_reason(link, spec)
-        if why:
-            self.ops += [Delete(link.netns, link.name, link.ifindex, link.parent, why, True),
-                         Create(spec, self._parent_ifindex(spec), why)]
-            return None
-        if not link.owned:
-            self.ops.append(Adopt(link.netns, link.name, link.ifindex, spec.parent))
-        self.ops += _converge(link, spec, link.ifindex)
-        return None
+        parent_ifindex = self._parent_ifindex(spec)
+        known = self.memo.get(id(spec))
+        if (known is None or known[0] is not spec or known[1] is not link
+                or known[2] != parent_ifindex):
+            known = (spec, link, parent_ifindex, *_existing(spec, link, parent_ifindex))
+        self.decided[id(spec)] = known
+        self.ops += known[4]
+        return known[3]
 
     def _absent(self, spec: MacvlanSpec, link: Link | None) -> Verdict | None:
         if link is None:
@@ -181,8 +186,8 @@ class _Planner:
 
     def _move_source(self, spec: MacvlanSpec) -> Link | None:
         """An owned link of this name, elsewhere, that no spec entry keeps where it is."""
-        for link in self.observed.owned():
-            if (link.name == spec.name and link.netns != spec.netns
+        for link in self.owned.get(spec.name, ()):
+            if (link.netns != spec.netns
                     and link.key not in self.named and link.key not in self.claimed
                     and link.parent == spec.parent
                     and not _recreate_reason(link, spec)):
@@ -212,10 +217,39 @@ class _Planner:
         return parent.ifindex
 
     def delete_orphans(self) -> None:
-        for link in sorted(self.observed.owned(), key=lambda lk: (lk.netns or "", lk.name)):
-            if link.key not in self.claimed:
-                self.ops.append(Delete(link.netns, link.name, link.ifindex, link.parent,
-                                       "no longer in the spec"))
+        orphans = [link for links in self.owned.values() for link in links
+                   if link.key not in self.claimed]
+        for link in sorted(orphans, key=lambda lk: (lk.netns or "", lk.name)):
+            self.ops.append(Delete(link.netns, link.name, link.ifindex, link.parent,
+                                   "no longer in the spec"))
+
+
+def _verdict(spec: MacvlanSpec, ops: Sequence[Operation]) -> Verdict:
+    if not ops:
+        return Verdict(spec, Condition.IN_SYNC)
+    return Verdict(spec, Condition.DRIFTED, "; ".join(op.describe() for op in ops))
+
+
+def _existing(spec: MacvlanSpec, link: Link, parent_ifindex: int,
+              ) -> tuple[Verdict, tuple[Operation, ...]]:
+    """What to do about a spec entry whose name is taken in its namespace by `link`."""
+    if not link.is_macvlan:
+        kind = link.kind or "device"
+        return Verdict(spec, Condition.CONFLICT,
+                       f"{link.name} already exists as a {kind}, not a macvlan"), ()
+    if not link.owned and link.parent != spec.parent:
+        return Verdict(spec, Condition.CONFLICT,
+                       f"{link.name} is a macvlan on {link.lower} that macvland does not "
+                       f"own (the spec wants parent {spec.parent})"), ()
+    ops: tuple[Operation, ...]
+    why = _recreate_reason(link, spec)
+    if why:
+        ops = (Delete(link.netns, link.name, link.ifindex, link.parent, why, True),
+               Create(spec, parent_ifindex, why))
+    else:
+        adopt = () if link.owned else (Adopt(link.netns, link.name, link.ifindex, spec.parent),)
+        ops = (*adopt, *_converge(link, spec, link.ifindex))
+    return _verdict(spec, ops), ops
 
 
 def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:

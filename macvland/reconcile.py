@@ -16,7 +16,7 @@ from macvland.model import DesiredState, Netns, ObservedState
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache, observe
 from macvland.ops import Create, Move, Operation
-from macvland.plan import Condition, Plan, plan
+from macvland.plan import Condition, Plan, PlanMemo, plan
 
 Key = tuple[Netns, str]
 
@@ -47,10 +47,14 @@ def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
               report: Callable[[Outcome], None] | None = None,
               hold: Collection[Key] = frozenset(),
               stop: Callable[[], bool] = lambda: False,
-              cache: LinkCache | None = None) -> PassResult:
-    """One pass; operations on the interfaces in `hold` are planned but not run."""
+              cache: LinkCache | None = None, memo: PlanMemo | None = None) -> PassResult:
+    """One pass; operations on the interfaces in `hold` are planned but not run.
+
+    `cache` and `memo` carry link tables and decisions from pass to pass (see LinkCache and
+    PlanMemo); neither changes the result.
+    """
     observed = observe_for(desired, namespaces, ledger, cache)
-    first = plan(desired, observed)
+    first = plan(desired, observed, memo)
     runnable = tuple(op for op in first.operations if not _touches(op, hold))
     if not runnable:
         _remember(ledger, observed, first)
@@ -59,7 +63,7 @@ def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
     ledger.record(ledger.namespaces() | _targets(first))
     outcomes = tuple(apply(runnable, namespaces, report, stop))
     after = observe_for(desired, namespaces, ledger, cache)
-    remaining = plan(desired, after)
+    remaining = plan(desired, after, memo)
     _remember(ledger, after, remaining)
     return PassResult(first, outcomes, remaining, after)
 

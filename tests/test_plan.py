@@ -693,3 +693,62 @@ def test_absent_link_in_a_later_namespace_is_deleted_and_the_name_created() -> N
     p = plan(desired(want, gone), observed(link_from(spec(netns="blue"), 10)))
     assert p.operations == (Delete("blue", "mv0", 10, "eth1", ABSENT_REASON),
                             Create(want, ETH1.ifindex))
+
+
+# --- the plan memo --------------------------------------------------------------------------
+
+SPEC_A = spec("mv0", mtu=1400)
+SPEC_B = spec("mv1", parent="eth2", mode=Mode.SOURCE, source_macs=frozenset({MAC_A}))
+LINK_A = link_from(SPEC_A, 10)
+LINK_B = link_from(SPEC_B, 11, parent="eth1", lower="eth1")  # on the wrong parent: recreated
+ETH2_RENUMBERED = dataclasses.replace(ETH2, ifindex=30)
+
+
+def with_home(*links: Link) -> ObservedState:
+    state = observed(LINK_A, LINK_B)
+    home = {**state.links[None], **{link.name: link for link in links}}
+    return dataclasses.replace(state, links={**state.links, None: home})
+
+
+MEMO_AFTER = {
+    "nothing changed": observed(LINK_A, LINK_B),
+    "a link drifted": observed(dataclasses.replace(LINK_A, mtu=1500), LINK_B),
+    "a link vanished": observed(LINK_B),
+    "a link lost its alias": observed(dataclasses.replace(LINK_A, alias=None), LINK_B),
+    "a link became a veth": observed(dataclasses.replace(LINK_A, kind="veth"), LINK_B),
+    "the parent was renumbered": with_home(ETH2_RENUMBERED),
+    "the parent vanished": with_home(dataclasses.replace(ETH2, name="eth9")),
+}
+
+
+@pytest.mark.parametrize("after", MEMO_AFTER.values(), ids=MEMO_AFTER.keys())
+def test_a_memo_never_changes_the_plan(after: ObservedState) -> None:
+    want = desired(SPEC_A, SPEC_B)
+    memo: dict[int, Any] = {}
+    plan(want, observed(LINK_A, LINK_B), memo)
+
+    assert plan(want, after, memo) == plan(want, after)
+    assert plan(want, after, memo) == plan(want, after)  # and with this plan's own memo
+
+
+def test_a_renumbered_parent_is_what_a_recreate_uses() -> None:
+    want = desired(SPEC_A, SPEC_B)
+    memo: dict[int, Any] = {}
+    plan(want, observed(LINK_A, LINK_B), memo)
+
+    creates = [op for op in plan(want, with_home(ETH2_RENUMBERED), memo).operations
+               if isinstance(op, Create)]
+
+    assert [op.parent_ifindex for op in creates] == [30]
+
+
+def test_a_memo_reuses_the_decision_for_the_same_spec_and_link() -> None:
+    want, state = desired(SPEC_A), observed(LINK_A)
+    memo: dict[int, Any] = {}
+    first = plan(want, state, memo)
+
+    again = plan(want, state, memo)
+    fresh = plan(desired(dataclasses.replace(SPEC_A)), state, memo)  # equal, not the same
+
+    assert again.verdicts[0] is first.verdicts[0]
+    assert fresh.verdicts[0] == first.verdicts[0] and fresh.verdicts[0] is not first.verdicts[0]
