@@ -7,6 +7,7 @@ are skipped (they would act on a link in an unknown state); every other interfac
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from macvland.errors import KernelError, MacvlandError
-from macvland.model import OWNER_ALIAS, Mode, Netns, State
+from macvland.model import OWNER_ALIAS, Flag, Mode, Netns, State
 from macvland.netns import NamespaceMissing, Namespaces
 from macvland.ops import (
     AddSourceMac,
@@ -131,6 +132,9 @@ class _Runner:
         self.report = report
         self.outcomes: list[Outcome] = []
         self.failed: set[Key] = set()
+        # Each lookup checks that the namespace file still names the same namespace (a stat);
+        # once per apply is enough.
+        self.fd = functools.cache(namespaces.fd)
 
     def done(self, op: Operation, error: BaseException | None = None) -> None:
         if error is None:
@@ -168,7 +172,7 @@ class _Runner:
         steps: dict[int, list[_Request]] = {}
         for index, op in enumerate(wave):
             try:
-                steps[index] = _requests(op, self.namespaces)
+                steps[index] = _requests(op, self.namespaces, self.fd)
             except (MacvlandError, NamespaceMissing, OSError) as error:
                 self.done(op, error)
         errors: dict[int, BaseException] = {}
@@ -277,42 +281,36 @@ def _free_group() -> int:
     return random.randrange(1 << 20, 1 << 31)
 
 
-def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
+def _requests(op: Operation, namespaces: Namespaces,
+              fd: Callable[[Netns], int]) -> list[_Request]:
     """The netlink requests that carry out `op`, in order."""
     match op:
         case Create(spec=spec, parent_ifindex=parent_ifindex):
-            data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[spec.mode]),
-                    macvlan_flags(frozenset(spec.flags))]
-            if spec.source_macs:
-                data += [u32(IFLA_MACVLAN_MACADDR_MODE, MACADDR_SET),
-                         nest(IFLA_MACVLAN_MACADDR_DATA,
-                              *(mac(IFLA_MACVLAN_MACADDR, m) for m in sorted(spec.source_macs)))]
-            data += _broadcast(spec.bcqueuelen, spec.bc_cutoff)
             body = [string(IFLA_IFNAME, spec.name), u32(IFLA_LINK, parent_ifindex)]
             if spec.netns is not None:
                 # Created directly in its namespace: its name never meets ours.
-                body.append(u32(IFLA_NET_NS_FD, namespaces.fd(spec.netns)))
+                body.append(u32(IFLA_NET_NS_FD, fd(spec.netns)))
             if spec.mac:
                 body.append(mac(IFLA_ADDRESS, spec.mac))
             if spec.mtu:
                 body.append(u32(IFLA_MTU, spec.mtu))
-            body.append(macvlan_info(*data))
+            body.append(_create_info(spec.mode, spec.flags, spec.source_macs, spec.bcqueuelen,
+                                     spec.bc_cutoff))
             return [
                 _Request(None, RTM_NEWLINK, ifinfo(0, spec.state is State.UP) + b"".join(body),
                          NLM_F_CREATE | NLM_F_EXCL),
                 # The kernel ignores IFLA_IFALIAS when it creates a link, so mark it right
                 # after; a crash in between leaves a macvlan that the next pass adopts.
-                _Request(spec.netns, RTM_NEWLINK, ifinfo() + string(IFLA_IFNAME, spec.name)
-                         + string(IFLA_IFALIAS, OWNER_ALIAS)),
+                _Request(spec.netns, RTM_NEWLINK,
+                         ifinfo() + string(IFLA_IFNAME, spec.name) + _OWNER),
             ]
         case Delete(netns=netns, ifindex=ifindex):
             return [_Request(netns, RTM_DELLINK, ifinfo(ifindex))]
         case Move(netns=netns, ifindex=ifindex, target=target):
             return [_Request(netns, RTM_NEWLINK,
-                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, namespaces.fd(target)))]
+                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, fd(target)))]
         case Adopt(netns=netns, ifindex=ifindex):
-            return [_Request(netns, RTM_NEWLINK,
-                             ifinfo(ifindex) + string(IFLA_IFALIAS, OWNER_ALIAS))]
+            return [_Request(netns, RTM_NEWLINK, ifinfo(ifindex) + _OWNER)]
         case Change():
             index = _resolve(op.netns, op.name, op.ifindex, namespaces)
             return [_Request(op.netns, RTM_NEWLINK, _change(op, index))]
@@ -322,6 +320,22 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             return [_Request(op.netns, RTM_NEWLINK, ifinfo(index) + macvlan_info(
                 u32(IFLA_MACVLAN_MACADDR_MODE, how), mac(IFLA_MACVLAN_MACADDR, op.mac)))]
     raise AssertionError(f"unknown operation {op!r}")
+
+
+_OWNER = string(IFLA_IFALIAS, OWNER_ALIAS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _create_info(mode: Mode, flags: frozenset[Flag], source_macs: frozenset[str],
+                 bcqueuelen: int | None, bc_cutoff: int | None) -> bytes:
+    """IFLA_LINKINFO of a new macvlan; most of a thousand creates share a few of these."""
+    data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]), macvlan_flags(frozenset(flags))]
+    if source_macs:
+        data += [u32(IFLA_MACVLAN_MACADDR_MODE, MACADDR_SET),
+                 nest(IFLA_MACVLAN_MACADDR_DATA,
+                      *(mac(IFLA_MACVLAN_MACADDR, m) for m in sorted(source_macs)))]
+    data += _broadcast(bcqueuelen, bc_cutoff)
+    return macvlan_info(*data)
 
 
 def _broadcast(bcqueuelen: int | None, bc_cutoff: int | None) -> list[bytes]:
