@@ -212,6 +212,12 @@ class RawLink:
     group: int = 0
 
 
+def link_index(body: memoryview) -> int:
+    """The ifindex of an RTM_NEWLINK/RTM_DELLINK message, without decoding the rest."""
+    index: int = _IFINFO.unpack_from(body)[2]
+    return index
+
+
 def decode_link(body: memoryview) -> RawLink:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
     found = _pick(body, _IFINFO.size, _LINK_ATTRS)

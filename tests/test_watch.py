@@ -46,6 +46,26 @@ def test_events_keep_the_table_equal_to_a_dump(
         assert table_matches_a_dump(lab, links), change
 
 
+def test_a_burst_of_events_read_at_once_leaves_the_table_equal_to_a_dump(
+        lab: Lab, watcher: tuple[LinkWatcher, list[Trigger]]) -> None:
+    # Only each link's last event is decoded: the burst's intermediate states must not matter.
+    links, _ = watcher
+    observe(lab.namespaces, [], links)
+    lab.ip("link", "add", "mv0", "link", "eth1", "up", "type", "macvlan")
+    lab.ip("link", "add", "gone", "link", "eth1", "up", "type", "macvlan")
+    links.refresh()
+    for change in (("link", "set", "mv0", "mtu", "1400"),
+                   ("link", "set", "mv0", "mtu", "1300"),
+                   ("link", "set", "mv0", "name", "renamed"),
+                   ("link", "del", "gone"),
+                   ("link", "add", "gone", "link", "eth2", "up", "type", "macvlan"),
+                   ("link", "add", "brief", "link", "eth1", "type", "macvlan"),
+                   ("link", "del", "brief")):
+        lab.ip(*change)
+
+    assert table_matches_a_dump(lab, links)
+
+
 def test_a_down_macvlan_sends_the_namespace_back_to_dumps(
         lab: Lab, watcher: tuple[LinkWatcher, list[Trigger]]) -> None:
     # The kernel does not announce a mode change on a down macvlan: the table cannot know.
