@@ -347,8 +347,14 @@ class RtnlSocket:
         for start in range(0, len(requests), _PIPELINE):
             chunk = requests[start:start + _PIPELINE]
             pending = {}
+            datagram = []
             for index, (kind, body, flags) in enumerate(chunk):
-                pending[self._send(kind, flags | NLM_F_ACK, body)] = start + index
+                self._seq += 1
+                pending[self._seq] = start + index
+                datagram.append(message(kind, flags | NLM_F_REQUEST | NLM_F_ACK, self._seq, body))
+            # One datagram for the chunk: the kernel runs its messages one by one, acking
+            # each (an error does not stop the ones after it), for one system call.
+            self._sock.send(b"".join(datagram))
             self.writes += len(chunk)
             results.extend([None] * len(chunk))
             while pending:

@@ -12,6 +12,7 @@ from macvland.errors import KernelError
 from macvland.model import OWNER_ALIAS, Flag, MacvlanSpec, Mode, State
 from macvland.ops import Change, Create, Delete, Move
 from macvland.plan import Condition
+from macvland.rtnl import IFLA_MTU, RTM_NEWLINK, ifinfo, u32
 from tests.conftest import Lab, macvlan_info
 
 MACS = frozenset({"02:00:00:00:00:01", "02:00:00:00:00:02"})
@@ -299,8 +300,9 @@ def test_delete_is_by_ifindex_never_by_name(lab: Lab) -> None:
     converge(lab, spec("mv0"))
     stale = lab.reconcile(spec("mv0", parent="eth2"))  # recreated: the old ifindex is gone
     assert stale.converged
-    old = Delete(None, "mv0", ifindex=stale.plan.operations[0].ifindex,  # type: ignore[union-attr]
-                 parent="eth1", reason="test")
+    recreated = stale.plan.operations[0]
+    assert isinstance(recreated, Delete)
+    old = Delete(None, "mv0", ifindex=recreated.ifindex, parent="eth1", reason="test")
     [outcome] = apply((old,), lab.namespaces)
     assert isinstance(outcome.error, KernelError)
     assert "mv0" in lab.links()
@@ -335,3 +337,18 @@ def test_group_delete_falls_back_when_the_group_is_not_ours_alone(
     assert [o.ok for o in result.outcomes] == [True, True]
     links = lab.links()
     assert "other" in links and "mv0" not in links and "mv1" not in links
+
+
+def test_a_failed_request_in_a_batch_does_not_stop_the_ones_after_it(lab: Lab) -> None:
+    # request_many sends a chunk as one datagram: the kernel must go on past an error.
+    sock = lab.namespaces.socket(None)
+    index = {link.name: link.ifindex for link in sock.links()}
+    results = sock.request_many([
+        (RTM_NEWLINK, ifinfo(index["eth1"]) + u32(IFLA_MTU, 1400), 0),
+        (RTM_NEWLINK, ifinfo(index["eth1"]) + u32(IFLA_MTU, 10), 0),  # below the minimum
+        (RTM_NEWLINK, ifinfo(index["eth2"]) + u32(IFLA_MTU, 1300), 0),
+    ])
+
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], KernelError)
+    assert lab.links()["eth1"]["mtu"] == 1400 and lab.links()["eth2"]["mtu"] == 1300

@@ -58,7 +58,9 @@ def test_unit_verifies_cleanly(tmp_path: Path) -> None:
 def test_unit_is_more_confined_than_networkd(tmp_path: Path) -> None:
     result = subprocess.run(["systemd-analyze", "security", "--offline=true",
                              str(unit_for_test(tmp_path))], capture_output=True, text=True)
-    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)[1])
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    score = float(found[1])
     assert score < 2.8, result.stdout  # systemd-networkd's own unit scores 2.8
 
 
