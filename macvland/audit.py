@@ -144,6 +144,13 @@ def info(message: str) -> None:
     log.info(message)
 
 
+def spec_parsed(interfaces: int, seconds: float) -> None:
+    """Debug-level: how long reading and parsing the spec took."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(f"spec parsed: {interfaces} interface(s) in {seconds * 1000:.1f} ms",
+                  extra={"fields": {"MACVLAND_PARSE_MS": round(seconds * 1000, 1)}})
+
+
 def pass_done(triggers: list[str], operations: int, writes: int, seconds: float) -> None:
     """Debug-level accounting of one pass (for `run --verbose` and the benchmark)."""
     if log.isEnabledFor(logging.DEBUG):

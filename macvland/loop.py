@@ -31,7 +31,7 @@ from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
 from macvland.plan import Condition, PlanMemo, Verdict, summary
 from macvland.reconcile import Key, PassResult, reconcile
-from macvland.spec import ParseMemo, parse_source, read_spec
+from macvland.spec import ParseMemo, SpecSource, parse_source, read_spec
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
@@ -285,7 +285,7 @@ class Daemon:
             return
         try:
             source = read_spec(self.config)
-            self._parsed = (source.sha256, parse_source(source, self._memo))
+            self._parsed = (source.sha256, self._timed_parse(source))
         except SpecError as error:
             self._parsed = (error.sha256, error)
 
@@ -296,7 +296,13 @@ class Daemon:
             if isinstance(parsed[1], SpecError):
                 raise parsed[1]
             return parsed[1]
-        return parse_source(source, self._memo)
+        return self._timed_parse(source)
+
+    def _timed_parse(self, source: SpecSource) -> DesiredState:
+        start = self.clock()
+        desired = parse_source(source, self._memo)
+        audit.spec_parsed(len(desired.interfaces), self.clock() - start)
+        return desired
 
     def _load_spec(self, trigger: Trigger) -> bool:
         """Read the spec; True when a new valid one took force (or a reload was asked)."""

@@ -46,6 +46,7 @@ def test_bench_smoke_run_reports_every_measurement_and_leaves_nothing_behind(
     for s in scenarios.values():
         assert s["n"] == 10
         assert s["converge"]["daemon_s"] and s["converge"]["ip_batch_s"]
+        assert s["converge"]["parse_median_ms"] is not None  # the daemon logs its own parse
         assert s["noop"]["writes"] == 0
         assert s["noop"]["daemon_writes"] == 0
         assert [c["field"] for c in s["change"]] == ["mtu", "mode"]
