@@ -17,8 +17,11 @@ For each N and each layout -- "one": all N on one parent in the home namespace; 
    to a temporary file in the spec's directory and renamed over the spec. The time runs from
    the rename until the kernel shows all N with the right parent, mode, state and source MACs
    ("daemon"), and until they also carry macvland's owner mark ("+mark"). One `ip -batch`
-   creating the same interfaces in the same run gives the ratio. `macvland apply` from empty is
-   timed as a process, beside the cost of starting Python and importing `macvland.cli`.
+   creating the same interfaces in the same run gives the ratio. In the "one" layout,
+   systemd-networkd is timed the same way, started fresh on .netdev files for the same
+   interfaces (see Networkd; it leaves them down, so only their presence and settings count).
+   `macvland apply` from empty is timed as a process, beside the cost of starting Python and
+   importing `macvland.cli`.
 2. no-op pass: in-process `reconcile()` with nothing to do (one link dump per namespace):
    median time and netlink writes; and the daemon's own pass after a SIGHUP (which reads its
    link tables kept from events), from its --verbose line.
@@ -53,6 +56,7 @@ import os
 import platform
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -130,6 +134,17 @@ class Item:
             fields.append(f"mtu: {self.mtu}")
         return "  - {" + ", ".join(fields) + "}"
 
+    def netdev(self) -> str:
+        """The systemd .netdev file that creates it (the "one" layout only: a .netdev cannot
+        name another namespace)."""
+        lines = ["[NetDev]", f"Name={self.name}", "Kind=macvlan", "[MACVLAN]",
+                 f"Mode={self.mode}"]
+        if self.source_macs:
+            lines.append(f"SourceMACAddress={' '.join(self.source_macs)}")
+        if self.mtu:
+            lines.insert(3, f"MTUBytes={self.mtu}")
+        return "\n".join(lines) + "\n"
+
     def ip_add(self) -> str:
         """The `ip -batch` line (run in the home namespace) that creates it."""
         where = f" netns {self.netns}" if self.netns else ""
@@ -162,12 +177,15 @@ def spec_text(items: Iterable[Item]) -> str:
 
 # --- checks on what the kernel shows --------------------------------------------------------
 
-def as_specified(item: Item, parent_ifindex: int) -> Check:
+def as_specified(item: Item, parent_ifindex: int, up: bool = True) -> Check:
+    """The kernel shows `item` as specified; with `up` False, in either admin state
+    (networkd leaves a netdev that no .network file matches down)."""
     macs = frozenset(item.source_macs)
 
     def check(link: RawLink | None) -> bool:
         return (link is not None and link.kind == "macvlan" and link.mode == item.mode
-                and link.up and link.link == parent_ifindex and link.source_macs == macs
+                and (link.up or not up) and link.link == parent_ifindex
+                and link.source_macs == macs
                 and (item.mtu is None or link.mtu == item.mtu))
     return check
 
@@ -369,7 +387,7 @@ class KernelView:
 
 # --- the daemon under test ---------------------------------------------------------------------
 
-PARSE_LINE = re.compile(r"spec parsed: \d+ interface\(s\) in ([\d.]+) ms")
+PARSE_LINE = re.compile(r"spec parsed: (\d+) interface\(s\) in ([\d.]+) ms")
 PASS_LINE = re.compile(r"pass \(([^)]*)\): (\d+) operation\(s\), (\d+) netlink write\(s\), "
                        r"([\d.]+) ms")
 
@@ -457,9 +475,11 @@ class Daemon:
         found = (PASS_LINE.search(line) for line in self.lines(offset))
         return [PassLine(m[1], int(m[2]), int(m[3]), float(m[4])) for m in found if m]
 
-    def parse_ms(self, offset: int) -> float | None:
-        """The daemon's own time for the first spec parse it logged since `offset`."""
-        found = [float(m[1]) for line in self.lines(offset) if (m := PARSE_LINE.search(line))]
+    def parse_ms(self, offset: int, interfaces: int) -> float | None:
+        """The daemon's own time for its first parse of a spec of `interfaces` since `offset`
+        (waking for the temporary file, it parsed the old spec again first)."""
+        found = [float(m[2]) for line in self.lines(offset)
+                 if (m := PARSE_LINE.search(line)) and int(m[1]) == interfaces]
         return found[0] if found else None
 
     def problems(self, offset: int) -> list[str]:
@@ -548,6 +568,80 @@ class Daemon:
         return start
 
 
+# --- systemd-networkd, for comparison ------------------------------------------------------------
+
+NETWORKD_BINARIES = ("/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-networkd")
+NETWORKD_CONFIG_DIRS = ("/etc/systemd", "/run/systemd", "/run/dbus", "/usr/lib/systemd/network",
+                        "/usr/local/lib/systemd/network")
+
+
+def networkd_binary() -> str | None:
+    return next((path for path in NETWORKD_BINARIES if os.access(path, os.X_OK)), None)
+
+
+class Networkd:
+    """systemd-networkd creating the same interfaces from .netdev files, started fresh.
+
+    Only in the "one" layout: a .netdev cannot name another namespace. networkd runs in the
+    home namespace and in a mount namespace of its own, where every directory it reads
+    configuration or state from is an empty tmpfs (its configuration is then bound in), so
+    nothing of the host's is read or changed and it registers on no bus; /sys is read-only,
+    which tells networkd there is no udev to wait for, as in a container.
+    """
+
+    def __init__(self, binary: str, home: str, workdir: Path) -> None:
+        self.binary = binary
+        self.home = home
+        self.config = workdir / "networkd"
+        self.log = workdir / "networkd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write(self, items: Sequence[Item]) -> None:
+        shutil.rmtree(self.config, ignore_errors=True)
+        self.config.mkdir()
+        self.config.chmod(0o755)  # read by networkd as the systemd-network user
+        for parent in sorted({item.parent for item in items}):
+            names = [f"MACVLAN={item.name}" for item in items if item.parent == parent]
+            (self.config / f"10-{parent}.network").write_text(
+                "\n".join(["[Match]", f"Name={parent}", "[Network]", *names]) + "\n")
+        for item in items:
+            (self.config / f"{item.name}.netdev").write_text(item.netdev())
+
+    def start(self) -> float:
+        """Start networkd; the monotonic time just before."""
+        private = " ".join(f"mount -t tmpfs tmpfs {d};" for d in NETWORKD_CONFIG_DIRS
+                           if os.path.isdir(d))
+        inner = f"mount -o remount,ro,bind /sys && exec {shlex.quote(self.binary)}"
+        script = (f"set -e; mount --make-rprivate /; {private} "
+                  "mkdir -p /etc/systemd/network /run/systemd/netif; "
+                  "chown systemd-network:systemd-network /run/systemd/netif; "
+                  f"mount --bind {shlex.quote(str(self.config))} /etc/systemd/network; "
+                  f"exec ip netns exec {shlex.quote(self.home)} unshare --mount "
+                  f"sh -c {shlex.quote(inner)}")
+        with open(self.log, "wb") as log:
+            start = time.monotonic()
+            # Each step execs the next: the Popen's pid ends up networkd's.
+            self.process = subprocess.Popen(["unshare", "--mount", "sh", "-c", script],
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            start_new_session=True)
+        return start
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def tail(self, lines: int = 10) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
 # --- one scenario: N interfaces in one layout ------------------------------------------------
 
 @dataclass
@@ -581,6 +675,15 @@ class Scenario:
         self.items = make_items(n, layout, self.lab.targets)
         self.view: KernelView | None = None
         self.daemon: Daemon | None = None
+        self.networkd: Networkd | None = None
+        self.networkd_skipped = ""
+        binary = networkd_binary()
+        if layout != "one":
+            self.networkd_skipped = "a .netdev cannot name another namespace"
+        elif binary is None:
+            self.networkd_skipped = "systemd-networkd is not installed"
+        else:
+            self.networkd = Networkd(binary, self.lab.home, workdir)
         self.parents: dict[str, int] = {}
         self.result: dict[str, Any] = {"n": n, "layout": layout}
 
@@ -606,8 +709,8 @@ class Scenario:
     # -- helpers
 
     def expect(self, items: Iterable[Item], make: Callable[[Check], Check] = lambda c: c,
-               ) -> dict[Key, Check]:
-        return {item.key: make(as_specified(item, self.parents[item.parent]))
+               up: bool = True) -> dict[Key, Check]:
+        return {item.key: make(as_specified(item, self.parents[item.parent], up))
                 for item in items}
 
     def write_spec(self, items: Sequence[Item], name: str) -> Path:
@@ -659,13 +762,15 @@ class Scenario:
     def measure_daemon(self) -> None:
         converge: dict[str, list[Any]] = {k: [] for k in (
             "ip_batch_s", "daemon_s", "daemon_marked_s", "pass_ms", "parse_ms", "writes", "passes",
-            "daemon_cpu_s", "daemon_cpu_by_thread")}
+            "daemon_cpu_s", "daemon_cpu_by_thread", "networkd_s")}
         prune: dict[str, list[Any]] = {k: [] for k in (
             "daemon_s", "group_delete_s", "pass_ms", "writes", "passes")}
         for rep in range(self.config.converge_reps):
             created, deleted = self.measure_ip_batch()
             converge["ip_batch_s"].append(created)
             prune["group_delete_s"].append(deleted)
+            if self.networkd is not None:
+                converge["networkd_s"].append(self.measure_networkd())
             for k, v in self.measure_converge().items():
                 converge[k].append(v)
             if rep == 0:
@@ -676,8 +781,29 @@ class Scenario:
             for k, v in self.measure_prune().items():
                 prune[k].append(v)
         self.result["converge"] = summarize_converge(converge)
+        if self.networkd is None:
+            self.result["converge"]["networkd_skipped"] = self.networkd_skipped
         self.result["prune"] = {**prune, "daemon_median_s": statistics.median(prune["daemon_s"]),
                                 "group_delete_median_s": statistics.median(prune["group_delete_s"])}
+
+    def measure_networkd(self) -> float:
+        """systemd-networkd started fresh, until the kernel shows all N (in either admin
+        state: it leaves them down); then it is stopped and its interfaces deleted."""
+        assert self.networkd is not None and self.view is not None and self.daemon is not None
+        self.daemon.wait_quiet()
+        self.networkd.write(self.items)
+        start = self.networkd.start()
+        try:
+            done = self.view.wait(self.expect(self.items, up=False), 60)
+            if done is None:
+                raise BenchError(f"systemd-networkd did not create the interfaces:\n"
+                                 f"{self.networkd.tail()}")
+        finally:
+            self.networkd.stop()
+        self.lab.flush()
+        self.view.reset()
+        self.daemon.wait_quiet(self.config.settle_s)
+        return done - start
 
     def measure_ip_batch(self) -> tuple[float, float]:
         """`ip -batch` creating the spec's interfaces; then, as the floor of a prune, the
@@ -704,7 +830,7 @@ class Scenario:
         after = self.daemon.usage()
         return {"daemon_s": done - start, "daemon_marked_s": done_marked - start,
                 "pass_ms": [p.ms for p in passes], "writes": sum(p.writes for p in passes),
-                "parse_ms": self.daemon.parse_ms(offset),
+                "parse_ms": self.daemon.parse_ms(offset, len(self.items)),
                 "passes": len(passes), "daemon_cpu_s": after.cpu_s - before.cpu_s,
                 "daemon_cpu_by_thread": after.cpu_by_thread(before)}
 
@@ -856,7 +982,10 @@ def summarize_converge(raw: dict[str, list[Any]]) -> dict[str, Any]:
     parsed = [ms for ms in raw["parse_ms"] if ms is not None]
     daemon = statistics.median(raw["daemon_s"])
     marked_s = statistics.median(raw["daemon_marked_s"])
+    networkd = statistics.median(raw["networkd_s"]) if raw["networkd_s"] else None
     return {**raw, "ip_batch_median_s": ip_batch, "daemon_median_s": daemon,
+            "networkd_median_s": networkd,
+            "networkd_ratio": networkd / ip_batch if networkd is not None else None,
             "daemon_marked_median_s": marked_s, "ratio": daemon / ip_batch,
             "ratio_marked": marked_s / ip_batch,
             "parse_median_ms": statistics.median(parsed) if parsed else None,
@@ -874,8 +1003,9 @@ class Target:
 
 def _converge(r: dict[str, Any]) -> tuple[str, bool]:
     c = r["converge"]
-    return (f"{c['ratio']:.2f}x ({c['daemon_median_s']:.3f} s / {c['ip_batch_median_s']:.3f} s)",
-            c["ratio"] <= 1.5)
+    networkd = f"; networkd {c['networkd_ratio']:.2f}x" if c["networkd_ratio"] else ""
+    return (f"{c['ratio']:.2f}x ({c['daemon_median_s']:.3f} s / {c['ip_batch_median_s']:.3f} s)"
+            f"{networkd}", c["ratio"] <= 1.5)
 
 
 def _noop(r: dict[str, Any]) -> tuple[str, bool]:
@@ -926,7 +1056,7 @@ def _rss(r: dict[str, Any]) -> tuple[str, bool]:
 
 
 TARGETS = (
-    Target("converge from empty, daemon", "<= 1.5x ip -batch", _converge),
+    Target("converge from empty, daemon", "<= 1.5x ip -batch (networkd 1.96x)", _converge),
     Target("no-op pass, in-process", "<= 50 ms, 0 writes", _noop),
     Target("no-op pass, daemon (SIGHUP)", "<= 50 ms, 0 writes", _daemon_noop),
     Target("one change", "1 write each, <= 100 ms", _change),
@@ -995,10 +1125,12 @@ def report(results: dict[str, Any]) -> str:
              f"otherwise; ratios come from the same run"]
     parts.append(table("\n1. converge from empty (s; CPU s: the daemon's, from the rename until it "
                        "went quiet, follow-up passes included)", [
-        "N", "layout", "ip -batch", "daemon", "ratio", "+mark", "ratio", "pass ms (+more)",
-        "writes", "CPU s", "parse ms", "apply", "start-up+imports"], [[
+        "N", "layout", "ip -batch", "daemon", "ratio", "+mark", "ratio", "networkd", "ratio",
+        "pass ms (+more)", "writes", "CPU s", "parse ms", "apply", "start-up+imports"], [[
             s["n"], s["layout"], f"{c['ip_batch_median_s']:.3f}", f"{c['daemon_median_s']:.3f}",
             f"{c['ratio']:.2f}", f"{c['daemon_marked_median_s']:.3f}", f"{c['ratio_marked']:.2f}",
+            *((f"{c['networkd_median_s']:.3f}", f"{c['networkd_ratio']:.2f}")
+              if c["networkd_median_s"] is not None else ("-", "-")),
             _passes(c["pass_ms"][0]), c["writes"][0], f"{c['daemon_cpu_s'][0]:.2f}",
             _ms(c["parse_median_ms"]), f"{s['apply']['wall_s']:.3f}",
             f"{s['apply']['startup_imports_s']:.3f}"]

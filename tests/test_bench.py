@@ -54,6 +54,9 @@ def test_bench_smoke_run_reports_every_measurement_and_leaves_nothing_behind(
         assert s["repair"]["reps"] == 4
         assert s["prune"]["one_by_one"]["seconds"] > 0
         assert s["idle"]["peak_rss_mb"] > 0
+    one, spread = scenarios["one"]["converge"], scenarios["spread"]["converge"]
+    assert one["networkd_median_s"] is not None or one["networkd_skipped"]
+    assert spread["networkd_median_s"] is None and spread["networkd_skipped"]
     targets = {t["target"] for t in results["targets"]}
     assert {"no-op pass, in-process", "repair", "prune"} <= targets
 
