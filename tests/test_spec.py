@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -1120,3 +1121,12 @@ def test_the_hash_covers_every_fragment_and_its_name(
     assert hash_of(directory) == before
     change(directory)
     assert (hash_of(directory) != before) is changes_hash
+
+
+def test_the_cycle_collector_is_running_again_after_a_parse() -> None:
+    # The parse pauses it (its node tree has no cycles); every way out must resume it.
+    parse_spec("version: 1\ninterfaces: []\n", "spec.yaml")
+    assert gc.isenabled()
+    with pytest.raises(SpecError):
+        parse_spec("version: 1\ninterfaces: [\n", "spec.yaml")
+    assert gc.isenabled()
