@@ -145,7 +145,7 @@ def info(message: str) -> None:
 
 
 def spec_parsed(interfaces: int, seconds: float) -> None:
-    """Debug-level: how long reading and parsing the spec took."""
+    """Debug-level: how long parsing the spec took (the daemon logs each parse)."""
     if log.isEnabledFor(logging.DEBUG):
         log.debug(f"spec parsed: {interfaces} interface(s) in {seconds * 1000:.1f} ms",
                   extra={"fields": {"MACVLAND_PARSE_MS": round(seconds * 1000, 1)}})
