@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,19 @@ class Lab:
 
 # --- the kernel, as link events show it -------------------------------------------------------
 
+def _queued(sock: socket.socket) -> Iterator[bytes | None]:
+    """The datagrams waiting on a non-blocking socket; None where some were lost (ENOBUFS)."""
+    while True:
+        try:
+            yield sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            if error.errno != errno.ENOBUFS:
+                raise
+            yield None
+
+
 class KernelView:
     """The links of some namespaces, kept current from netlink link events."""
 
@@ -324,14 +337,8 @@ class KernelView:
     def reset(self) -> None:
         """Drop the events queued so far (unread) and take the state from a dump."""
         for _, sock in self._sockets.values():
-            while True:
-                try:
-                    sock.recv(1 << 16)
-                except BlockingIOError:
-                    break
-                except OSError as error:
-                    if error.errno != errno.ENOBUFS:
-                        raise
+            for _data in _queued(sock):
+                pass
         self.dump()
 
     def dump(self) -> None:
@@ -374,14 +381,8 @@ class KernelView:
         changed: set[Key] = set()
         for fd in ready:
             netns, sock = self._sockets[fd]
-            while True:
-                try:
-                    data = sock.recv(1 << 16)
-                except BlockingIOError:
-                    break
-                except OSError as error:
-                    if error.errno != errno.ENOBUFS:
-                        raise
+            for data in _queued(sock):
+                if data is None:
                     self.dump()
                     return None
                 for kind, _flags, _seq, body in messages(data):
