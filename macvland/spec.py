@@ -511,6 +511,8 @@ def _netns(node: Node) -> Netns:
     text = _text(node)
     if text.startswith("/"):
         path = os.path.normpath(text)
+        if path == "/" or path in _NETNS_DIRS:
+            raise _Invalid(f"{text!r} is a directory; name a namespace file in it")
         directory, name = os.path.split(path)
         if directory in _NETNS_DIRS and _netns_name_problem(name) is None:
             return name

@@ -299,6 +299,14 @@ ERRORS = [
         "'run/netns/blue' is neither a namespace name nor an absolute path",
     ),
     (
+        "netns_the_netns_directory",
+        ONE + "    netns: /run/netns/\n",
+        5,
+        12,
+        "interfaces[0].netns",
+        "'/run/netns/' is a directory; name a namespace file in it",
+    ),
+    (
         "netns_dot",
         ONE + "    netns: .\n",
         5,
