@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from macvland.errors import KernelError, MacvlandError
 from macvland.model import OWNER_ALIAS, Flag, Mode, Netns, State
-from macvland.netns import NamespaceMissing, Namespaces
+from macvland.netns import Namespaces
 from macvland.ops import (
     AddSourceMac,
     Adopt,
@@ -145,8 +145,9 @@ class _Runner:
             self.failed.add((op.netns, op.name))
             if isinstance(op, Move):
                 self.failed.add((op.target, op.name))
-            outcome = Outcome(op, error if isinstance(error, MacvlandError) else KernelError(
-                getattr(error, "errno", 0) or 0, str(error)))
+            code = getattr(error, "errno", 0) or 0
+            outcome = Outcome(op, error if isinstance(error, MacvlandError)
+                              else KernelError(code, "" if code else str(error)))
         self.outcomes.append(outcome)
         if self.report:
             self.report(outcome)
@@ -173,7 +174,7 @@ class _Runner:
         for index, op in enumerate(wave):
             try:
                 steps[index] = _requests(op, self.namespaces, self.fd)
-            except (MacvlandError, NamespaceMissing, OSError) as error:
+            except (MacvlandError, OSError) as error:
                 self.done(op, error)
         errors: dict[int, BaseException] = {}
         # Step k of every operation in one batch per namespace, then step k+1.
@@ -192,7 +193,7 @@ class _Runner:
             try:
                 results = self.namespaces.socket(netns).request_many(
                     [(r.kind, r.body, r.flags) for _, r in items])
-            except (MacvlandError, NamespaceMissing, OSError) as failure:
+            except (MacvlandError, OSError) as failure:
                 errors.update((i, failure) for i, _ in items)
                 continue
             errors.update((i, e) for (i, _), e in zip(items, results, strict=True) if e)
@@ -215,7 +216,7 @@ class _Runner:
                 continue
             try:
                 groups.append(self._group(netns, ops))
-            except (MacvlandError, NamespaceMissing, OSError):
+            except (MacvlandError, OSError):
                 self.run(ops, lambda: False)  # one at a time: slower, same result
         failures = _concurrently([group.delete for group in groups])
         for group, failure in zip(groups, failures, strict=True):

@@ -4,6 +4,7 @@
     ├── SpecError            the operator: the spec is wrong; every problem, with its place
     ├── KernelError          transient or environmental: a netlink request the kernel refused
     └── NamespaceUnavailable the environment: a namespace file that cannot be entered
+        └── NamespaceMissing one that does not exist (yet): its interfaces are pending
 
 Anything else is a bug and is allowed to crash (systemd restarts the daemon).
 """
@@ -57,3 +58,10 @@ class NamespaceUnavailable(MacvlandError):
     def __init__(self, netns: str, reason: str) -> None:
         self.netns = netns
         super().__init__(f"netns {netns}: {reason}")
+
+
+class NamespaceMissing(NamespaceUnavailable):
+    """The namespace file does not exist (yet): its interfaces are pending."""
+
+    def __init__(self, netns: str) -> None:
+        super().__init__(netns, "does not exist")

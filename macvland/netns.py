@@ -14,16 +14,12 @@ import socket
 import threading
 from collections.abc import Callable
 
-from macvland.errors import KernelError, NamespaceUnavailable
+from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import Netns
 from macvland.rtnl import RtnlSocket
 
 RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
-
-
-class NamespaceMissing(Exception):
-    """The namespace file does not exist (yet): its interfaces are pending."""
 
 
 def _libc_setns(fd: int, nstype: int) -> None:

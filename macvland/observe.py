@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from macvland.errors import KernelError, NamespaceUnavailable
+from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import DEFAULT_BC_CUTOFF, Flag, Link, Mode, Netns, ObservedState
-from macvland.netns import NamespaceMissing, Namespaces
+from macvland.netns import Namespaces
 from macvland.rtnl import RawLink
 
 

@@ -26,8 +26,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
+from macvland.errors import NamespaceUnavailable
 from macvland.model import Link, Netns
-from macvland.netns import NamespaceMissing, Namespaces
+from macvland.netns import Namespaces
 from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, link_index, messages
 
 log = logging.getLogger("macvland")
@@ -232,7 +233,7 @@ class LinkWatcher:
                     continue
                 try:
                     sock, identity = self._namespaces.open_event_socket(netns)
-                except (NamespaceMissing, OSError):
+                except (NamespaceUnavailable, OSError):
                     continue  # the /run/netns watch or a retry brings it back
                 # Room for the events of a large pass (about three per link created).
                 try:

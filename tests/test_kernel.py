@@ -352,3 +352,13 @@ def test_a_failed_request_in_a_batch_does_not_stop_the_ones_after_it(lab: Lab) -
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], KernelError)
     assert lab.links()["eth1"]["mtu"] == 1400 and lab.links()["eth2"]["mtu"] == 1300
+
+
+def test_a_namespace_gone_between_plan_and_apply_is_named_in_the_error(lab: Lab) -> None:
+    gone = lab.add_netns("gone")
+    parent = lab.namespaces.socket(None).link("eth1").ifindex
+    lab.del_netns(gone)
+
+    [outcome] = apply((Create(spec("mv0", netns=gone), parent),), lab.namespaces)
+
+    assert str(outcome.error) == f"netns /run/netns/{gone}: does not exist"
