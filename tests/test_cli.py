@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from macvland.cli import parser
 from tests.conftest import Lab, macvlan_info
 
 
@@ -149,3 +150,21 @@ def test_an_unwritable_state_directory_is_a_clear_error(lab: Lab, spec_file: Pat
     assert result.returncode == 1
     assert f"macvland: cannot record where interfaces were put in {env_dir}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("nan", "must be a positive number, got nan"),
+    ("inf", "must be a positive number, got inf"),
+    ("0", "must be a positive number, got 0"),
+    ("-1", "must be a positive number, got -1"),
+    ("abc", "not a number: 'abc'"),
+])
+def test_run_refuses_intervals_the_loop_cannot_wait_for(
+        value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # nan made the loop spin, inf crashed it after the first pass.
+    for option in ("--resync", "--debounce"):
+        with pytest.raises(SystemExit) as exit_:
+            parser().parse_args(["run", option, value])
+        assert exit_.value.code == 2
+        assert f"{option}: {message}" in capsys.readouterr().err
+    assert parser().parse_args(["run", "--resync", "0.5"]).resync == 0.5
