@@ -316,7 +316,9 @@ class Daemon:
                 self._seen_sha256 = error.sha256
                 audit.spec_rejected(error, self.config,
                                     self.desired.sha256 if self.desired else None)
-            return False
+            # A reload still ends in a pass with the spec in force: it is what tells systemd
+            # the reload is over (READY=1), or `systemctl reload` would wait.
+            return forced
         if desired.sha256 == self._seen_sha256 and not forced:
             return False
         self._seen_sha256 = desired.sha256

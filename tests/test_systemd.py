@@ -200,8 +200,13 @@ def test_sd_notify_protocol(lab: Lab, tmp_path: Path, notify: NotifySocket) -> N
         reloading = wait_for(lambda: notify.having("RELOADING"), "RELOADING=1")[0]
         assert int(reloading["MONOTONIC_USEC"]) > 0
         wait_for(lambda: len(notify.having("READY")) == 2, "READY=1 after the reload")
+        # A reload that finds a bad spec keeps the old one, and is over all the same.
+        spec.write_text("version: 1\ninterfaces: [\n")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: len(notify.having("READY")) == 3, "READY=1 after a rejected reload")
         order = [k for _, m in notify.messages for k in m if k in ("READY", "RELOADING")]
-        assert order == ["READY", "RELOADING", "READY"]
+        assert order == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+        assert "mv-web" in lab.links()
 
         assert daemon.stop() == 0
         wait_for(lambda: notify.having("STOPPING"), "STOPPING=1")
