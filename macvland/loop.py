@@ -44,9 +44,8 @@ class Wakeup:
     `SimpleQueue.put` is reentrant, so signal handlers may call `wake` too.
     """
 
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Trigger | None] = queue.SimpleQueue()
-        self._clock = clock
 
     def wake(self, trigger: Trigger | None = None) -> None:
         """Ask for a pass for `trigger`; None only interrupts the wait."""
@@ -64,9 +63,9 @@ class Wakeup:
         except queue.Empty:
             return set()
         triggers = {first}
-        deadline = self._clock() + debounce
+        deadline = time.monotonic() + debounce
         meanwhile(first)
-        while (left := deadline - self._clock()) > 0:
+        while (left := deadline - time.monotonic()) > 0:
             try:
                 triggers.add(self._queue.get(timeout=left))
             except queue.Empty:
@@ -141,8 +140,9 @@ class FightGuard:
         self._held.clear()
 
 
-# Triggers after which a correction is not a fight: the operator asked for the change.
-_INTENDED = frozenset({Trigger.STARTUP, Trigger.SPEC})
+# Triggers after which a correction is not a fight: the operator asked for the change, or a
+# namespace (re)appeared and its interfaces are created for the first time in it.
+_INTENDED = frozenset({Trigger.STARTUP, Trigger.SPEC, Trigger.NETNS})
 
 
 @dataclass
