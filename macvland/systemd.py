@@ -23,12 +23,13 @@ class Notifier:
     """
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        self.enabled = bool(environ.get("NOTIFY_SOCKET"))
-        self.watchdog_interval = _watchdog_interval(environ)
+        self._socket = environ.get("NOTIFY_SOCKET")
+        # Without a socket no ping can reach anyone: no reason to wake up for it either.
+        self.watchdog_interval = _watchdog_interval(environ) if self._socket else None
         self._ready = False
 
     def _send(self, *lines: str) -> None:
-        if self.enabled:
+        if self._socket:
             systemd.daemon.notify("\n".join(lines))
 
     def passed(self, status: str) -> None:

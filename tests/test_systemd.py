@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from macvland.audit import MESSAGE_IDS
+from macvland.systemd import Notifier
 from tests.conftest import Lab
 
 ROOT = Path(__file__).parent.parent
@@ -215,15 +216,16 @@ def test_sd_notify_protocol(lab: Lab, tmp_path: Path, notify: NotifySocket) -> N
         daemon.stop()
 
 
-def test_without_notify_socket_nothing_is_sent(lab: Lab, tmp_path: Path,
-                                               notify: NotifySocket) -> None:
-    spec = write_spec(tmp_path / "macvland.yaml", lab)
-    daemon = Daemon(lab, spec, {"WATCHDOG_USEC": "100000"})
-    try:
-        wait_for(lambda: "mv-web" in lab.links(), "the first pass")
-    finally:
-        assert daemon.stop() == 0
-    assert notify.messages == []
+@pytest.mark.parametrize(("environ", "interval"), [
+    pytest.param({"NOTIFY_SOCKET": "/run/n", "WATCHDOG_USEC": "300000"}, 0.15, id="half"),
+    pytest.param({"WATCHDOG_USEC": "300000"}, None, id="no-socket-no-one-to-ping"),
+    pytest.param({"NOTIFY_SOCKET": "/run/n"}, None, id="no-watchdog"),
+    pytest.param({"NOTIFY_SOCKET": "/run/n", "WATCHDOG_USEC": "300000",
+                  "WATCHDOG_PID": str(os.getpid() + 1)}, None, id="meant-for-another-process"),
+])
+def test_the_watchdog_is_pinged_only_when_someone_listens(
+        environ: dict[str, str], interval: float | None) -> None:
+    assert Notifier(environ).watchdog_interval == interval
 
 
 class Journald:
