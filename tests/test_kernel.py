@@ -314,10 +314,13 @@ def test_prune_deletes_together_and_spares_everything_else(lab: Lab) -> None:
     lab.ip("link", "set", "other", "group", "7")
     specs = [spec(f"mv{i}", netns=ns) for i in range(6) for ns in (None, a)]
     converge(lab, *specs)
+    writes = lab.namespaces.writes
 
     result = lab.reconcile()
 
     assert len(result.outcomes) == 12 and all(o.ok for o in result.outcomes)
+    # Per namespace: 6 links join a group, 1 request deletes it (one by one would be 6 more).
+    assert lab.namespaces.writes - writes == 2 * (6 + 1)
     assert not [n for n in lab.links() if n.startswith("mv")]
     assert not [n for n in lab.links(a) if n.startswith("mv")]
     assert lab.links()["other"]["group"] == "7"
