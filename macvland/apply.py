@@ -132,9 +132,6 @@ class _Runner:
         self.report = report
         self.outcomes: list[Outcome] = []
         self.failed: set[Key] = set()
-        # Each lookup checks that the namespace file still names the same namespace (a stat);
-        # once per apply is enough.
-        self.fd = functools.cache(namespaces.fd)
 
     def done(self, op: Operation, error: BaseException | None = None) -> None:
         if error is None:
@@ -173,7 +170,7 @@ class _Runner:
         steps: dict[int, list[_Request]] = {}
         for index, op in enumerate(wave):
             try:
-                steps[index] = _requests(op, self.namespaces, self.fd)
+                steps[index] = _requests(op, self.namespaces)
             except (MacvlandError, OSError) as error:
                 self.done(op, error)
         errors: dict[int, BaseException] = {}
@@ -282,15 +279,14 @@ def _free_group() -> int:
     return random.randrange(1 << 20, 1 << 31)
 
 
-def _requests(op: Operation, namespaces: Namespaces,
-              fd: Callable[[Netns], int]) -> list[_Request]:
+def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
     """The netlink requests that carry out `op`, in order."""
     match op:
         case Create(spec=spec, parent_ifindex=parent_ifindex):
             body = [string(IFLA_IFNAME, spec.name), u32(IFLA_LINK, parent_ifindex)]
             if spec.netns is not None:
                 # Created directly in its namespace: its name never meets ours.
-                body.append(u32(IFLA_NET_NS_FD, fd(spec.netns)))
+                body.append(u32(IFLA_NET_NS_FD, namespaces.fd(spec.netns)))
             if spec.mac:
                 body.append(mac(IFLA_ADDRESS, spec.mac))
             if spec.mtu:
@@ -309,7 +305,7 @@ def _requests(op: Operation, namespaces: Namespaces,
             return [_Request(netns, RTM_DELLINK, ifinfo(ifindex))]
         case Move(netns=netns, ifindex=ifindex, target=target):
             return [_Request(netns, RTM_NEWLINK,
-                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, fd(target)))]
+                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, namespaces.fd(target)))]
         case Adopt(netns=netns, ifindex=ifindex):
             return [_Request(netns, RTM_NEWLINK, ifinfo(ifindex) + _OWNER)]
         case Change():
@@ -330,7 +326,7 @@ _OWNER = string(IFLA_IFALIAS, OWNER_ALIAS)
 def _create_info(mode: Mode, flags: frozenset[Flag], source_macs: frozenset[str],
                  bcqueuelen: int | None, bc_cutoff: int | None) -> bytes:
     """IFLA_LINKINFO of a new macvlan; most of a thousand creates share a few of these."""
-    data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]), macvlan_flags(frozenset(flags))]
+    data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]), macvlan_flags(flags)]
     if source_macs:
         data += [u32(IFLA_MACVLAN_MACADDR_MODE, MACADDR_SET),
                  nest(IFLA_MACVLAN_MACADDR_DATA,

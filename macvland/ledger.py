@@ -25,10 +25,10 @@ class Ledger:
         try:
             with open(self.path, encoding="utf-8") as file:
                 names = json.load(file)
-        except FileNotFoundError:
-            return frozenset()
         except (OSError, ValueError):
-            # A damaged file only costs the memory of far-away orphans; say nothing worse.
+            # Missing, or damaged: that only costs the memory of far-away orphans.
+            return frozenset()
+        if not isinstance(names, list):
             return frozenset()
         return frozenset(n for n in names if isinstance(n, str))
 

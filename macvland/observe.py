@@ -101,7 +101,7 @@ def _relation(netns: Netns, raw: RawLink, local: Mapping[int, str],
     elif raw.link_netnsid is not None:
         shown_as = f"{raw.name}@if{raw.link} link-netnsid {raw.link_netnsid}"
     else:
-        shown_as = f"{raw.name}@{local.get(raw.link, raw.link)}"
+        shown_as = f"{raw.name}@{local.get(raw.link, f'if{raw.link}')}"
     return parent, lower, shown_as
 
 

@@ -189,8 +189,7 @@ class _Planner:
         for link in self.owned.get(spec.name, ()):
             if (link.netns != spec.netns
                     and link.key not in self.named and link.key not in self.claimed
-                    and link.parent == spec.parent
-                    and not _recreate_reason(link, spec)):
+                    and not _recreate_reason(link, spec)):  # the same parent, among others
                 return link
         return None
 

@@ -105,10 +105,6 @@ def verdict_of(p: Plan, name: str = "mv0", netns: Netns = None) -> Verdict:
     return verdict
 
 
-def touches(op: Operation, netns: Netns, name: str) -> bool:
-    return (op.netns, op.name) == (netns, name)
-
-
 # --- modes ----------------------------------------------------------------------------------
 
 MODE_PAIRS = [pytest.param(old, new, id=f"{old}->{new}") for old in Mode for new in Mode]
@@ -130,7 +126,6 @@ def test_mode_transition(old: Mode, new: Mode) -> None:
         why = f"mode {old} -> {new}; the kernel cannot enter or leave passthru"
         assert p.operations == (Delete(None, "mv0", 10, "eth1", why, recreate=True),
                                 Create(want, ETH1.ifindex, recreate=why))
-        assert "passthru" in why
 
 
 def test_entering_source_mode_adds_source_macs_after_the_mode_change() -> None:
