@@ -1112,7 +1112,7 @@ def _passes(pass_ms: Sequence[float]) -> str:
 
 def profile_line(s: dict[str, Any]) -> str:
     c = s["converge"]
-    lost = sum("events were lost" in line for line in s.get("daemon_problems", []))
+    lost = sum("were lost (ENOBUFS)" in line for line in s.get("daemon_problems", []))
     return (f"  N={s['n']} {s['layout']}: {1000 * c['daemon_s'][0]:.0f} ms after the rename: "
             f"the spec parsed in {_ms(c['parse_ms'][0])} ms (within the {DEBOUNCE_MS} ms "
             f"debounce, or past it), then a first pass of {c['pass_ms'][0][0]:.0f} ms (whose "

@@ -164,8 +164,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="macvland", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("-c", "--config", help=f"spec file (default: $MACVLAND_CONFIG or "
-                                               f"{DEFAULT_CONFIG})")
+    config.add_argument("-c", "--config", help="spec file, or directory of *.yaml fragments "
+                        f"(default: $MACVLAND_CONFIG or {DEFAULT_CONFIG})")
     for name, func, doc, json_flag in (
         ("validate", cmd_validate, "check the spec; exit 1 with every error", False),
         ("plan", cmd_plan, "show what apply would do; exit 2 if something would change", True),

@@ -27,7 +27,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
 from macvland.errors import NamespaceUnavailable
-from macvland.model import Link, Netns
+from macvland.model import Link, Netns, netns_label
 from macvland.netns import Namespaces
 from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, link_index, messages
 
@@ -276,12 +276,12 @@ class LinkWatcher:
         """Read every queued event into the tables; True if one was about a link of interest."""
         relevant = False
         with self._lock:
-            for sub in self._subscriptions.values():
-                relevant |= self._read_events(sub)
+            for netns, sub in self._subscriptions.items():
+                relevant |= self._read_events(netns, sub)
         self._read.set()
         return relevant
 
-    def _read_events(self, sub: _Subscription) -> bool:
+    def _read_events(self, netns: Netns, sub: _Subscription) -> bool:
         relevant = False
         # Each event carries a link's whole state, so only its last queued one needs decoding:
         # creating 1,000 links queues about 3,000 events.
@@ -294,7 +294,8 @@ class LinkWatcher:
             except OSError as error:
                 if error.errno != errno.ENOBUFS:
                     raise
-                log.warning("netlink events were lost (ENOBUFS); reading the namespace again")
+                log.warning(f"netlink events of netns {netns_label(netns)} were lost (ENOBUFS); "
+                            "reading it again")
                 sub.table = None
                 relevant = True
                 continue
