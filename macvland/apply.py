@@ -116,11 +116,9 @@ def apply(operations: tuple[Operation, ...], namespaces: Namespaces,
 
 def _phases(operations: tuple[Operation, ...]) -> list[list[Operation]]:
     """Consecutive operations of one phase; the planner already ordered them."""
-    def phase(op: Operation) -> int:
-        return {Delete: 0, Move: 1, Create: 3}.get(type(op), 2)
     phases: list[list[Operation]] = []
     for op in operations:
-        if not phases or phase(phases[-1][0]) != phase(op):
+        if not phases or phases[-1][0].phase != op.phase:
             phases.append([])
         phases[-1].append(op)
     return phases

@@ -1,5 +1,9 @@
 """Operations: the steps of a plan, each small, frozen and able to describe itself.
 
+A plan runs in phases, each operation's `phase`: deletes (0) free names and MACs, moves (1),
+in-place changes and adoptions (2), creates (3) last so a passthru interface finds its parent
+free.
+
 An operation names its interface by (netns, name) and, where the planner saw it, by ifindex:
 apply addresses the kernel by ifindex so that a link replaced behind our back is never hit by
 mistake. An ifindex of None means "the link this same plan just moved there", which apply looks
@@ -50,6 +54,7 @@ class Create:
     """Why an existing interface is being replaced, when it is."""
 
     kind = "create"
+    phase = 3
 
     @property
     def netns(self) -> Netns:
@@ -91,6 +96,7 @@ class Delete:
     recreate: bool = False
 
     kind = "delete"
+    phase = 0
 
     def describe(self) -> str:
         how = "delete to recreate" if self.recreate else "delete"
@@ -112,6 +118,7 @@ class Move:
     target: Netns
 
     kind = "move"
+    phase = 1
 
     def describe(self) -> str:
         return (f"{self.name}: netns {netns_label(self.netns)} -> {netns_label(self.target)}"
@@ -132,6 +139,7 @@ class Adopt:
     parent: str
 
     kind = "adopt"
+    phase = 2
 
     def describe(self) -> str:
         return f"{interface_label(self.name, self.netns)}: adopt existing macvlan on {self.parent}"
@@ -150,6 +158,7 @@ class Change:
     changes: tuple[FieldChange, ...]
 
     kind = "change"
+    phase = 2
 
     def new(self, field: str) -> object:
         for change in self.changes:
@@ -177,6 +186,7 @@ class _SourceMac:
     mac: str
 
     kind = ""
+    phase = 2
     sign = ""
 
     def describe(self) -> str:

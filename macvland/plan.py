@@ -94,9 +94,6 @@ def summary(verdicts: tuple[Verdict, ...]) -> str:
     return f"{text}: {first.spec.name}{joiner}{first.detail}"
 
 
-_PHASE = {Delete: 0, Move: 1, Adopt: 2, Change: 2, AddSourceMac: 2, RemoveSourceMac: 2, Create: 3}
-
-
 PlanMemo = dict[int, tuple[MacvlanSpec, Link, int, Verdict, tuple[Operation, ...]]]
 """What a plan decided for each spec entry whose name was taken in its namespace, by id of the
 spec: (spec, link, parent ifindex, verdict, operations).
@@ -112,7 +109,7 @@ def plan(desired: DesiredState, observed: ObservedState, memo: PlanMemo | None =
     planner = _Planner(desired, observed, memo or {})
     verdicts = tuple(planner.visit(spec) for spec in sorted(desired.interfaces, key=_sort_key))
     planner.delete_orphans()
-    ops = sorted(planner.ops, key=lambda op: _PHASE[type(op)])  # stable: keeps per-link order
+    ops = sorted(planner.ops, key=lambda op: op.phase)  # stable: keeps per-link order
     if memo is not None:
         memo.clear()
         memo.update(planner.decided)
