@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from macvland.ledger import Ledger
-from macvland.model import OWNER_ALIAS
+from macvland.model import OWNER_ALIAS, Key
 from macvland.netns import Namespaces
 from macvland.reconcile import reconcile
 from macvland.rtnl import (
@@ -100,7 +100,6 @@ FLUSH_GROUP = 0x6D7662
 """The link group the benchmark's own clean-up deletes by (only in its own namespaces)."""
 DEFAULT_JSON = Path(__file__).with_name("results.json")
 
-Key = tuple[str | None, str]
 Check = Callable[[RawLink | None], bool]
 
 

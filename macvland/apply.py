@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from macvland.errors import KernelError, MacvlandError
-from macvland.model import OWNER_ALIAS, Flag, Mode, Netns, State
+from macvland.model import OWNER_ALIAS, Flag, Key, Mode, Netns, State
 from macvland.netns import Namespaces
 from macvland.ops import (
     AddSourceMac,
@@ -73,9 +73,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.skipped
-
-
-Key = tuple[Netns, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,12 @@ from macvland import audit
 from macvland.apply import Outcome
 from macvland.errors import SpecError
 from macvland.ledger import Ledger
-from macvland.model import DesiredState, Netns, ObservedState, State
+from macvland.model import DesiredState, Key, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
 from macvland.plan import Condition, PlanMemo, Verdict, summary
-from macvland.reconcile import Key, PassResult, reconcile
+from macvland.reconcile import PassResult, reconcile
 from macvland.spec import ParseMemo, SpecSource, parse_source, read_spec
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger

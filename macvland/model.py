@@ -14,6 +14,9 @@ from enum import StrEnum
 # name is an entry under /run/netns, and an absolute path is any netns file.
 Netns = str | None
 
+Key = tuple[Netns, str]
+"""An interface's identity: (netns, name)."""
+
 OWNER_ALIAS = "managed-by=macvland"
 """The interface alias that marks an interface as macvland's own.
 
@@ -82,7 +85,7 @@ class MacvlanSpec:
     """Where the spec defines it ("file:line"), for messages."""
 
     @property
-    def key(self) -> tuple[Netns, str]:
+    def key(self) -> Key:
         return (self.netns, self.name)
 
 
@@ -127,7 +130,7 @@ class Link:
     """The parent-wide cutoff, with the kernel's default filled in when it omits it."""
 
     @property
-    def key(self) -> tuple[Netns, str]:
+    def key(self) -> Key:
         return (self.netns, self.name)
 
     @property

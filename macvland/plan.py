@@ -26,10 +26,10 @@ from enum import StrEnum
 
 from macvland.model import (
     DesiredState,
+    Key,
     Link,
     MacvlanSpec,
     Mode,
-    Netns,
     ObservedState,
     State,
     netns_label,
@@ -129,7 +129,7 @@ class _Planner:
         # Every key the spec names, absent ones included: none of those may be moved away.
         self.named = {s.key for s in desired.interfaces}
         # Links accounted for by a spec entry: everything owned and not claimed is an orphan.
-        self.claimed: set[tuple[Netns, str]] = set()
+        self.claimed: set[Key] = set()
         self.home_names = observed.home_names()
         self.owned: dict[str, list[Link]] = {}
         for link in observed.owned():

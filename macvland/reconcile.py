@@ -12,13 +12,11 @@ from dataclasses import dataclass
 
 from macvland.apply import Outcome, apply
 from macvland.ledger import Ledger
-from macvland.model import DesiredState, Netns, ObservedState
+from macvland.model import DesiredState, Key, ObservedState
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache, observe
 from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, PlanMemo, plan
-
-Key = tuple[Netns, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from macvland.model import (
     FLAG_MODE,
     DesiredState,
     Flag,
+    Key,
     MacvlanSpec,
     Mode,
     Netns,
@@ -793,7 +794,7 @@ def _check_mode_settings(fields: _Fields, mode: Mode, flags: list[tuple[str, Nod
 
 
 def _check_unique_identities(items: list[_Parsed]) -> Iterator[SpecProblem]:
-    first: dict[tuple[Netns, str], _Parsed] = {}
+    first: dict[Key, _Parsed] = {}
     for item in items:
         if not item.usable("netns"):
             continue
