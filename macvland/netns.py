@@ -60,8 +60,9 @@ class _Entry:
         self.identity = _identity(fd)
 
 
-def _identity(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
+def _identity(file: int | str) -> tuple[int, int]:
+    """Which namespace a descriptor or a path names (the same one twice: the same identity)."""
+    st = os.stat(file)
     return (st.st_dev, st.st_ino)
 
 
@@ -87,7 +88,7 @@ class Namespaces:
         entry = self._entries.get(netns)
         if entry is not None:
             try:
-                if _identity_of_path(path) == entry.identity:
+                if _identity(path) == entry.identity:
                     return entry
             except FileNotFoundError:
                 pass
@@ -130,7 +131,7 @@ class Namespaces:
     def identity(self, netns: Netns) -> tuple[int, int] | None:
         """Which namespace the file names right now (None: there is no such file)."""
         try:
-            return _identity_of_path(self.path(netns))
+            return _identity(self.path(netns))
         except FileNotFoundError:
             return None
 
@@ -170,7 +171,3 @@ class Namespaces:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-
-def _identity_of_path(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino)
