@@ -170,4 +170,3 @@ class Namespaces:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
