@@ -3,7 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux
+# prometheus (for promtool) and prometheus-node-exporter: the metrics tests use the real tools.
+DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux \
+	prometheus prometheus-node-exporter
 # Where `make install` puts things (override for a staged or test install).
 PREFIX ?= /usr/local
 LIBDIR ?= /opt/macvland

@@ -76,6 +76,11 @@ def action(outcome: Outcome) -> str:
     return op.kind
 
 
+def corrects_drift(action: str, trigger: str) -> bool:
+    """Whether an applied operation put back a change made out of band."""
+    return trigger in _DRIFT_TRIGGERS and action in _CORRECTIONS
+
+
 def operation(outcome: Outcome, trigger: str, spec_sha256: str) -> None:
     op = outcome.operation
     changes = _changes(outcome)
@@ -92,8 +97,8 @@ def operation(outcome: Outcome, trigger: str, spec_sha256: str) -> None:
         "MACVLAND_SPEC_SHA256": spec_sha256,
     }
     if outcome.ok:
-        corrected = trigger in _DRIFT_TRIGGERS and fields["MACVLAND_ACTION"] in _CORRECTIONS
-        event = "drift-corrected" if corrected else str(fields["MACVLAND_ACTION"])
+        kind = str(fields["MACVLAND_ACTION"])
+        event = "drift-corrected" if corrects_drift(kind, trigger) else kind
         _emit(logging.INFO, event if event in MESSAGE_IDS else "change", op.describe(),
               **fields)
     elif outcome.skipped:

@@ -125,9 +125,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     journal = args.log == "journal" or (args.log == "auto" and journal_is_stderr())
     audit.to_handler(JournalHandler() if journal else None,
                      logging.DEBUG if args.verbose else logging.INFO)
+    metrics = None
+    if args.metrics_file:
+        from macvland.metrics import Metrics  # prometheus_client: only when asked for
+        metrics = Metrics(args.metrics_file)
     with Namespaces() as namespaces:
         daemon = Daemon(_config(args), namespaces, Ledger(), resync=args.resync,
-                        debounce=args.debounce / 1000)
+                        debounce=args.debounce / 1000, metrics=metrics)
         return daemon.run()
 
 
@@ -184,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
                      help="how long to gather events into one pass (default 50)")
+    run.add_argument("--metrics-file", type=_metrics_file, metavar="PATH",
+                     help="write Prometheus metrics to PATH (*.prom, for node_exporter's "
+                     "textfile collector) after each pass")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="also log one line per pass: operations, netlink writes, time")
     run.add_argument("--log", choices=("auto", "journal", "stderr"), default="auto",
@@ -200,6 +207,17 @@ def _positive(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _metrics_file(text: str) -> str:
+    # Checked before the daemon starts: a typo here would otherwise be a warning per pass.
+    if not text.endswith(".prom"):
+        raise argparse.ArgumentTypeError(
+            f"{text}: must end in .prom (node_exporter's textfile collector reads only those)")
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{text}: no such directory: {directory}")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from macvland import audit
 from macvland.apply import Outcome
@@ -34,6 +35,9 @@ from macvland.reconcile import PassResult, reconcile
 from macvland.spec import ParseMemo, SpecSource, parse_source, read_spec
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
+
+if TYPE_CHECKING:
+    from macvland.metrics import Metrics
 
 Clock = Callable[[], float]
 
@@ -157,6 +161,8 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
     on_spec_read: Callable[[], None] = lambda: None
     """Called after each read of the spec (the file watcher follows moved symlinks)."""
+    metrics: Metrics | None = None
+    """Told about each spec read and pass; writes its file after each pass (--metrics-file)."""
 
     desired: DesiredState | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
@@ -173,6 +179,7 @@ class Daemon:
     """Interfaces parsed before, so a one-line edit is not a whole parse."""
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
+    _links: LinkWatcher | None = None
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -190,6 +197,7 @@ class Daemon:
             (signal.SIGHUP, self._on_hup))}
         self.on_spec_read = files.follow
         self.cache = links
+        self._links = links
         files.start()
         links.start()
         try:
@@ -222,6 +230,8 @@ class Daemon:
                 if Trigger.RESYNC in triggers:
                     links.invalidate()  # a resync reads everything from the kernel again
                 ran = self.pass_once(triggers)
+                if self.metrics is not None:
+                    self.metrics.write()  # only if its text changed (a rejected spec, a pass)
                 if ran or Trigger.RESYNC in triggers:
                     resync_at = self.clock() + self.resync
                 if ran:
@@ -268,8 +278,13 @@ class Daemon:
             report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
             stop=lambda: self.stopping, cache=self.cache, memo=self._plans)
+        seconds = self.clock() - now
         audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
-                        self.namespaces.writes - writes, self.clock() - now)
+                        self.namespaces.writes - writes, seconds)
+        if self.metrics is not None:
+            self.metrics.passed(result, trigger, set(map(str, triggers)),
+                                self.fights.held(self.clock()), seconds,
+                                self._links.overflows if self._links else 0)
         self._account(result, triggers, now)
         self.last = result
         self.notifier.passed(summary(result.remaining.verdicts))
@@ -316,15 +331,20 @@ class Daemon:
                 self._seen_sha256 = error.sha256
                 audit.spec_rejected(error, self.config,
                                     self.desired.sha256 if self.desired else None)
+                if self.metrics is not None:
+                    self.metrics.rejected()
             # A reload still ends in a pass with the spec in force: it is what tells systemd
             # the reload is over (READY=1), or `systemctl reload` would wait.
             return forced
         if desired.sha256 == self._seen_sha256 and not forced:
             return False
         self._seen_sha256 = desired.sha256
-        if self.desired is None or desired.sha256 != self.desired.sha256:
+        new = self.desired is None or desired.sha256 != self.desired.sha256
+        if new:
             audit.spec_accepted(desired, str(trigger))
             self.fights.reset()
+        if self.metrics is not None:
+            self.metrics.accepted(desired, new)
         self.desired = desired
         return True
 

@@ -201,6 +201,8 @@ class LinkWatcher:
         self._interrupt_r, self._interrupt_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._read = threading.Event()
         self.converted: dict[int, tuple[RawLink, tuple[object, ...], Link]] = {}
+        self.overflows = 0
+        """Event sockets that overflowed (ENOBUFS) so far, for the metrics."""
         self._stopping = False
         self._thread = threading.Thread(target=self._ring, name="macvland-links", daemon=True)
 
@@ -297,6 +299,7 @@ class LinkWatcher:
                 log.warning(f"netlink events of netns {netns_label(netns)} were lost (ENOBUFS); "
                             "reading it again")
                 sub.table = None
+                self.overflows += 1
                 relevant = True
                 continue
             for kind, _flags, _seq, body in messages(data):

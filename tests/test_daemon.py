@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,14 @@ class Daemon:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, config: Path, *, resync: float = 300) -> None:
+    def start(self, config: Path, *, resync: float = 300, extra: Sequence[str] = ()) -> None:
         assert self.process is None, "one daemon per test"
         env = {**os.environ, "MACVLAND_STATE_DIR": self.lab.state_dir}
         env.pop("MACVLAND_CONFIG", None)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", self.lab.home, macvland_binary(), "run",
-                 "-c", str(config), "--debounce", "50", "--resync", str(resync)],
+                 "-c", str(config), "--debounce", "50", "--resync", str(resync), *extra],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 start_new_session=True)
 

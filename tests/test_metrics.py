@@ -1,0 +1,170 @@
+"""The metrics file, checked with the real tools: promtool on the file the daemon wrote and on
+the alerting rules, and a real node_exporter serving it over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from macvland.metrics import CONDITIONS, Metrics
+from tests import test_daemon
+from tests.conftest import Lab
+from tests.test_daemon import Daemon, Expect, all_there, macvland_binary, spec_text
+
+REPO = Path(__file__).parent.parent
+SPEC = spec_text({"name": "mv-a", "parent": "eth1", "mode": "bridge"},
+                 {"name": "mv-b", "parent": "eth2", "mode": "vepa"})
+NODE_EXPORTER = "prometheus-node-exporter"  # Debian's name for node_exporter
+daemon, spec_dir = test_daemon.daemon, test_daemon.spec_dir  # the fixtures, shared
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def promtool(*args: str, cwd: Path | None = None,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def node_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """node_exporter with only the textfile collector, on a free port of 127.0.0.1: the
+    directory it reads and the URL it serves."""
+    if shutil.which(NODE_EXPORTER) is None:
+        pytest.fail(f"{NODE_EXPORTER} is missing: `make deps` installs it")
+    directory = tmp_path / "textfile"
+    directory.mkdir()
+    address = f"127.0.0.1:{free_port()}"
+    log = open(tmp_path / "node_exporter.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile",
+         f"--collector.textfile.directory={directory}", f"--web.listen-address={address}"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    try:
+        yield directory, f"http://{address}/metrics"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+        log.close()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_node_exporter_serves_the_daemons_metrics_after_a_drift_repair(
+        lab: Lab, daemon: Daemon, spec_dir: Path, node_exporter: tuple[Path, str]) -> None:
+    directory, url = node_exporter
+    config = spec_dir / "macvland.yaml"
+    config.write_text(SPEC)
+    metrics = directory / "macvland.prom"
+    daemon.start(config, extra=["--metrics-file", str(metrics)])
+    daemon.wait_for(lambda: all_there(lab, Expect("mv-a", "eth1", "bridge"),
+                                      Expect("mv-b", "eth2", "vepa")), "both interfaces")
+    daemon.wait_for(lambda: metrics.exists(), "the metrics file")
+
+    lab.ip("link", "del", "mv-a")
+    daemon.wait_for(lambda: all_there(lab, Expect("mv-a", "eth1", "bridge")), "mv-a repaired")
+
+    def repaired() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        found = samples(scrape(url))
+        return found if value(found, "macvland_drift_corrections_total") == 1 else None
+
+    found = daemon.wait_for(repaired, "node_exporter to serve the repair")
+    assert value(found, "node_textfile_scrape_error") == 0
+    assert value(found, "macvland_interfaces", condition="in_sync") == 2
+    for condition in set(CONDITIONS) - {"in_sync"}:
+        assert value(found, "macvland_interfaces", condition=condition) == 0, condition
+    assert value(found, "macvland_operations_total", action="create", result="ok") == 3
+    assert value(found, "macvland_spec_accepted_total") == 1
+    assert value(found, "macvland_spec_rejected_total") == 0
+    assert value(found, "macvland_spec_info",
+                 sha256=hashlib.sha256(SPEC.encode()).hexdigest()) == 1
+    assert value(found, "macvland_passes_total") == 2
+    last = value(found, "macvland_last_pass_timestamp_seconds")
+    assert last is not None and last > 0
+    duration = value(found, "macvland_last_pass_duration_seconds")
+    assert duration is not None and duration > 0
+
+    checked = promtool("check", "metrics", stdin=metrics.read_text())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    config.write_text(SPEC.replace("mode: vepa", "mode: vepx"))
+
+    def refused() -> bool:
+        found = samples(scrape(url))
+        return (value(found, "macvland_spec_rejected_total") == 1
+                and value(found, "macvland_spec_latest_rejected") == 1)
+
+    daemon.wait_for(refused, "the rejected spec in the metrics")
+    assert [p.name for p in directory.iterdir()] == ["macvland.prom"]  # no temporary left
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
+    # The README's commands, from the checkout's top.
+    checked = promtool("check", "rules", "deploy/prometheus/macvland.rules.yaml", cwd=REPO)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = promtool("test", "rules", "deploy/prometheus/macvland.rules.test.yaml", cwd=REPO)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_an_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "macvland.prom"
+    metrics = Metrics(str(path))
+    metrics.write()
+    before = os.stat(path)
+    metrics.write()
+    assert os.stat(path).st_ino == before.st_ino  # a rewrite is a rename: a new inode
+    metrics.rejected()
+    metrics.write()
+    assert os.stat(path).st_ino != before.st_ino
+    assert "macvland_spec_rejected_total 1.0" in path.read_text()
+
+
+def test_an_unwritable_directory_is_a_warning_not_a_crash(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "gone" / "macvland.prom"
+    metrics = Metrics(str(path))
+    metrics.write()
+    metrics.write()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [f"cannot write the metrics file {path}: No such file or directory"]
+
+
+@pytest.mark.parametrize(("path", "error"), [
+    pytest.param("/tmp/macvland.txt", "must end in .prom", id="not-prom"),
+    pytest.param("/nonexistent-dir/macvland.prom", "no such directory", id="no-directory"),
+])
+def test_a_bad_metrics_path_is_refused_at_start(path: str, error: str) -> None:
+    run = subprocess.run([macvland_binary(), "run", "--metrics-file", path],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 2
+    assert error in run.stderr
