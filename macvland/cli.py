@@ -22,7 +22,7 @@ from macvland.errors import MacvlandError, SpecError
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Link, ObservedState, interface_label, netns_label
 from macvland.netns import Namespaces
-from macvland.plan import Condition, Plan, Verdict, plan
+from macvland.plan import Condition, Plan, Verdict, plan, summary
 from macvland.reconcile import observe_for, reconcile
 from macvland.spec import load_spec
 
@@ -100,11 +100,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0 if result.converged else 1
 
 
+READY = (Condition.IN_SYNC, Condition.PENDING)
+"""What a readiness probe accepts: pending interfaces wait for a namespace or a parent that
+is not there yet, which no pass can fix."""
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     desired = _load(args)
     with Namespaces() as namespaces:
         observed = observe_for(desired, namespaces, Ledger())
     p = plan(desired, observed)
+    if args.ready:
+        # For probes: one line, the same as systemd's STATUS=.
+        print(summary(p.verdicts))
+        return 0 if all(v.condition in READY for v in p.verdicts) else 1
     if args.json:
         json.dump({"interfaces": [_verdict_dict(v) for v in p.verdicts],
                    "tree": _tree_dict(observed)}, sys.stdout, indent=2)
@@ -178,8 +187,13 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, parents=[config], help=doc, description=doc)
         sub.set_defaults(func=func)
+        output = sub.add_mutually_exclusive_group()
         if json_flag:
-            sub.add_argument("--json", action="store_true", help="machine-readable output")
+            output.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "status":
+            output.add_argument("--ready", action="store_true",
+                             help="for readiness probes: one summary line; exit 0 when every "
+                             "interface is in sync or pending, 1 otherwise")
     run = commands.add_parser("run", parents=[config], help="the daemon: keep the kernel "
                               "matching the spec", description="the daemon: keep the kernel "
                               "matching the spec, driven by file, netlink and namespace events")

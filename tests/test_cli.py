@@ -133,6 +133,31 @@ def test_status_shows_drift_and_conflict(lab: Lab, spec_file: Path) -> None:
     assert "conflict: mv-db already exists as a veth" in status.stdout
 
 
+def test_status_ready_accepts_in_sync_and_pending_only(lab: Lab, spec_file: Path) -> None:
+    lab.add_netns("web")  # mv-db's namespace is missing: pending
+    assert run(lab, "apply", config=spec_file).returncode == 1
+
+    ready = run(lab, "status", "--ready", config=spec_file)
+    assert (ready.returncode, ready.stdout.strip()) == (
+        0, f"2 in sync, 1 pending: mv-db waits for netns {lab.name('db')}"), ready.stderr
+
+    lab.ip("link", "set", "mv-web", "mtu", "1300")
+    drifted = run(lab, "status", "--ready", config=spec_file)
+    assert (drifted.returncode, drifted.stdout.strip()) == (
+        1, f"1 in sync, 1 pending, 1 failing: mv-db waits for netns {lab.name('db')}")
+
+    spec_file.write_text(spec_file.read_text().replace("mode: vepa", "mode: vepx"))
+    invalid = run(lab, "status", "--ready", config=spec_file)
+    assert invalid.returncode == 1
+    assert "interfaces[0].mode: 'vepx' is not one of" in invalid.stderr
+
+
+def test_status_ready_and_json_exclude_each_other(lab: Lab, spec_file: Path) -> None:
+    both = run(lab, "status", "--ready", "--json", config=spec_file)
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
+
+
 def test_missing_spec_file_is_an_error(lab: Lab, tmp_path: Path) -> None:
     result = run(lab, "apply", "-c", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1
