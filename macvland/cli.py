@@ -201,7 +201,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resync", type=_positive, default=300.0, metavar="SECONDS",
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
-                     help="how long to gather events into one pass (default 50)")
+                     help="the first event after a quiet spell starts a pass at once; what "
+                     "follows within MS is gathered into the next pass, as are spec file "
+                     "events (default 50)")
     run.add_argument("--metrics-file", type=_metrics_file, metavar="PATH",
                      help="write Prometheus metrics to PATH (*.prom, for node_exporter's "
                      "textfile collector) after each pass")

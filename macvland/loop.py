@@ -13,6 +13,8 @@ One thread runs passes; watchers only wake it. Between events it sleeps until th
 
 from __future__ import annotations
 
+import contextlib
+import math
 import queue
 import signal
 import time
@@ -42,39 +44,94 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 
-class Wakeup:
-    """Coalesces wake-ups: many triggers within the debounce window make one pass.
+@dataclass
+class Burst:
+    """When a set of triggers is due: the first of a burst at once, the rest together.
 
-    `SimpleQueue.put` is reentrant, so signal handlers may call `wake` too.
+    A trigger that comes after a quiet spell (nothing for `debounce` seconds) is due at once:
+    a lone drift event is repaired in the time of a pass, not of a window (leading edge). One
+    that comes within `debounce` of the previous trigger is part of a burst: it is due once
+    `debounce` has passed both since it came and since the previous set was handed out, in
+    one set with everything that came meanwhile (trailing edge). So a burst of any length
+    makes one pass per `debounce` of it at most, plus the first.
+
+    A trigger outside `at_once` (a file event whose writer may not be done) never takes the
+    leading edge: a set holding one waits out the window. Pure: times are given, not read.
     """
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Trigger | None] = queue.SimpleQueue()
+    debounce: float
+    at_once: frozenset[Trigger] = frozenset(Trigger)
+    pending: set[Trigger | None] = field(default_factory=set)
+    _due: float = math.inf
+    _last_trigger: float = -math.inf
+    _last_handed: float = -math.inf
+
+    def arrive(self, trigger: Trigger | None, came: float) -> None:
+        if not self.pending:
+            quiet = came - self._last_trigger >= self.debounce
+            self._due = came if quiet else max(came, self._last_handed) + self.debounce
+        self.pending.add(trigger)
+        if trigger is not None and trigger not in self.at_once:
+            self._due = max(self._due, max(came, self._last_handed) + self.debounce)
+        self._last_trigger = max(self._last_trigger, came)
+
+    def due(self) -> float:
+        """When the pending set should be handed out (infinity when nothing is pending)."""
+        return self._due if self.pending else math.inf
+
+    def take(self, now: float) -> set[Trigger]:
+        """Hand out the pending set (None, a bare wake, is dropped from it)."""
+        taken = {t for t in self.pending if t is not None}
+        self.pending = set()
+        self._due = math.inf
+        self._last_handed = now
+        return taken
+
+
+class Wakeup:
+    """The loop's bell: watchers and signal handlers ring it, the loop waits on it, and a
+    `Burst` decides when what rang is handed out.
+
+    `SimpleQueue.put` is reentrant, so signal handlers may call `wake` too. Each trigger is
+    stamped with `clock` when it rings.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic,
+                 at_once: frozenset[Trigger] = frozenset(Trigger)) -> None:
+        self._queue: queue.SimpleQueue[tuple[Trigger | None, float]] = queue.SimpleQueue()
+        self._clock = clock
+        self._at_once = at_once
+        self._burst: Burst | None = None
 
     def wake(self, trigger: Trigger | None = None) -> None:
         """Ask for a pass for `trigger`; None only interrupts the wait."""
-        self._queue.put(trigger)
+        self._queue.put((trigger, self._clock()))
 
     def wait(self, timeout: float | None, debounce: float,
              meanwhile: Callable[[Trigger | None], None] = lambda trigger: None,
              ) -> set[Trigger]:
-        """Sleep until woken (or `timeout`), then gather what arrives within `debounce`.
+        """Sleep until woken (or `timeout`), then until the set that rang is due; that set.
 
         `meanwhile` runs on the first trigger, inside the window rather than after it.
         """
+        if self._burst is None or self._burst.debounce != debounce:
+            self._burst = Burst(debounce, self._at_once)
+        burst = self._burst
         try:
-            first = self._queue.get(timeout=timeout)
+            first, came = self._queue.get(timeout=timeout)
         except queue.Empty:
             return set()
-        triggers = {first}
-        deadline = time.monotonic() + debounce
+        burst.arrive(first, came)
         meanwhile(first)
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                triggers.add(self._queue.get(timeout=left))
-            except queue.Empty:
-                break
-        return {t for t in triggers if t is not None}
+        while True:
+            with contextlib.suppress(queue.Empty):
+                while True:  # what is queued already joins the set, without waiting
+                    burst.arrive(*self._queue.get_nowait())
+            left = burst.due() - self._clock()
+            if left <= 0:
+                return burst.take(self._clock())
+            with contextlib.suppress(queue.Empty):
+                burst.arrive(*self._queue.get(timeout=left))
 
 
 @dataclass
@@ -148,6 +205,10 @@ class FightGuard:
 # namespace (re)appeared and its interfaces are created for the first time in it.
 _INTENDED = frozenset({Trigger.STARTUP, Trigger.SPEC, Trigger.NETNS})
 
+# What may start a pass the moment it comes. A spec file event may come while its writer is
+# still writing: its pass waits out the debounce window, so a half-written file is not read.
+_AT_ONCE = frozenset(Trigger) - {Trigger.SPEC}
+
 
 @dataclass
 class Daemon:
@@ -165,7 +226,7 @@ class Daemon:
     """Told about each spec read and pass; writes its file after each pass (--metrics-file)."""
 
     desired: DesiredState | None = None
-    wakeup: Wakeup = field(default_factory=Wakeup)
+    wakeup: Wakeup = field(init=False)
     backoff: Backoff = field(default_factory=Backoff)
     fights: FightGuard = field(default_factory=FightGuard)
     stopping: bool = False
@@ -180,6 +241,9 @@ class Daemon:
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
+
+    def __post_init__(self) -> None:
+        self.wakeup = Wakeup(self.clock, _AT_ONCE)
 
     def stop(self, *_: object) -> None:
         self.stopping = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from macvland.apply import Outcome
 from macvland.ledger import Ledger
-from macvland.loop import Backoff, Daemon, FightGuard, Wakeup
+from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup
 from macvland.model import MacvlanSpec, ObservedState
 from macvland.netns import Namespaces
 from macvland.ops import Create
@@ -78,12 +79,104 @@ def test_fight_guard_reset_releases_held_interfaces() -> None:
     assert guard.held(0.0) == set()
 
 
-def test_wakeup_coalesces_a_burst_into_one_set() -> None:
-    wakeup = Wakeup()
-    for trigger in (Trigger.DRIFT, Trigger.DRIFT, Trigger.NETNS):
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+DEBOUNCE = 0.05
+
+
+def arrivals(burst: Burst, *times: tuple[Trigger | None, float]) -> Burst:
+    for trigger, came in times:
+        burst.arrive(trigger, came)
+    return burst
+
+
+@pytest.mark.parametrize(("history", "arriving", "due"), [
+    pytest.param([], (Trigger.DRIFT, 100.0), 100.0, id="first-ever-is-at-once"),
+    pytest.param([(Trigger.DRIFT, 99.0)], (Trigger.DRIFT, 100.0), 100.0,
+                 id="after-a-quiet-spell-at-once"),
+    pytest.param([(Trigger.DRIFT, 99.99)], (Trigger.DRIFT, 100.0), 100.05,
+                 id="within-the-window-of-the-last-waits-the-window"),
+    pytest.param([(Trigger.DRIFT, 99.0)], (Trigger.SPEC, 100.0), 100.05,
+                 id="a-spec-event-always-waits-the-window"),
+    pytest.param([(Trigger.DRIFT, 99.0)], (None, 100.0), 100.0, id="a-bare-wake-at-once"),
+])
+def test_burst_leading_edge(history: list[tuple[Trigger, float]],
+                            arriving: tuple[Trigger, float], due: float) -> None:
+    burst = arrivals(Burst(DEBOUNCE, frozenset(Trigger) - {Trigger.SPEC}), *history)
+    if history:
+        burst.take(history[-1][1])
+    burst.arrive(*arriving)
+    assert burst.due() == pytest.approx(due)
+
+
+def test_burst_gathers_what_follows_the_first_into_one_set() -> None:
+    burst = arrivals(Burst(DEBOUNCE), (Trigger.DRIFT, 100.0))
+    assert burst.take(100.0) == {Trigger.DRIFT}  # the leading edge: a pass starts at once
+    arrivals(burst, (Trigger.DRIFT, 100.001), (Trigger.NETNS, 100.02), (Trigger.DRIFT, 100.04))
+    assert burst.due() == pytest.approx(100.051)  # the window of the second, not extended
+    assert burst.take(100.051) == {Trigger.DRIFT, Trigger.NETNS}
+    assert burst.due() == math.inf
+
+
+def test_burst_after_a_long_pass_is_due_at_once_it_already_waited() -> None:
+    burst = arrivals(Burst(DEBOUNCE), (Trigger.DRIFT, 100.0))
+    burst.take(100.0)
+    burst.arrive(Trigger.DRIFT, 100.01)  # the pass's own events, during a 300 ms pass
+    assert burst.due() == pytest.approx(100.06)
+    assert burst.due() < 100.3
+
+
+def test_a_storm_makes_one_set_per_window_plus_the_first() -> None:
+    """An event every millisecond for a second: 21 sets, not 1,000 and not one at the end."""
+    burst, handed = Burst(DEBOUNCE), []
+    for ms in range(1000):
+        now = 100.0 + ms / 1000
+        if burst.due() <= now:
+            handed.append(burst.take(now))
+        burst.arrive(Trigger.DRIFT, now)
+    handed.append(burst.take(burst.due()))
+    assert len(handed) == 1 + 1000 // 50
+
+
+def test_wakeup_hands_out_a_lone_trigger_at_once_with_a_fake_clock() -> None:
+    clock = FakeClock()
+    wakeup = Wakeup(clock)
+    wakeup.wake(Trigger.DRIFT)
+    # With an hour's debounce, only the leading edge can end this wait before the test does.
+    assert wakeup.wait(timeout=0.0, debounce=3600.0) == {Trigger.DRIFT}
+
+
+def test_wakeup_coalesces_a_burst_with_a_fake_clock() -> None:
+    clock = FakeClock()
+    wakeup = Wakeup(clock)
+    wakeup.wake(Trigger.DRIFT)
+    assert wakeup.wait(timeout=0.0, debounce=DEBOUNCE) == {Trigger.DRIFT}
+    clock.now += 0.001
+    for trigger in (Trigger.DRIFT, Trigger.NETNS, Trigger.DRIFT):
         wakeup.wake(trigger)
-    assert wakeup.wait(timeout=1.0, debounce=0.01) == {Trigger.DRIFT, Trigger.NETNS}
-    assert wakeup.wait(timeout=0.0, debounce=0.01) == set()
+    clock.now += DEBOUNCE  # the window has passed by the time the loop waits
+    assert wakeup.wait(timeout=0.0, debounce=DEBOUNCE) == {Trigger.DRIFT, Trigger.NETNS}
+    assert wakeup.wait(timeout=0.0, debounce=DEBOUNCE) == set()
+
+
+def test_wakeup_holds_a_spec_event_for_the_window() -> None:
+    clock = FakeClock()
+    wakeup = Wakeup(clock, at_once=frozenset(Trigger) - {Trigger.SPEC})
+    wakeup.wake(Trigger.SPEC)
+
+    def an_hour_later() -> None:
+        clock.now += 3600.0
+        wakeup.wake(Trigger.DRIFT)
+    threading.Timer(0.05, an_hour_later).start()
+    # The wait ends only when the hour's window is over, which is when the DRIFT comes: both
+    # are gathered, where a leading-edge SPEC would have been handed out alone at once.
+    assert wakeup.wait(timeout=0.0, debounce=3600.0) == {Trigger.SPEC, Trigger.DRIFT}
 
 
 def test_wakeup_from_another_thread_ends_the_wait() -> None:
