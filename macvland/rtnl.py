@@ -1,4 +1,5 @@
-"""Just enough rtnetlink for macvlan links: build requests, decode link dumps, talk on a socket.
+"""Just enough rtnetlink for macvlan links and the addresses and routes on them: build
+requests, decode dumps, talk on a socket.
 
 Why not pyroute2's message classes here: pyroute2 0.9 does not know the macvlan broadcast
 attributes (IFLA_MACVLAN_BC_QUEUE_LEN, IFLA_MACVLAN_BC_CUTOFF) nor the nodst flag, and its
@@ -9,6 +10,7 @@ pure functions over bytes; `RtnlSocket` is the only part that does I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
@@ -66,6 +68,40 @@ MACADDR_SET = 3
 NETNSA_NSID = 1
 NETNSA_FD = 3
 
+# <linux/if_addr.h>, <linux/rtnetlink.h>: addresses and routes
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+RTM_GETADDR = 22
+RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
+RTM_GETROUTE = 26
+NLM_F_REPLACE = 0x100
+NETLINK_GET_STRICT_CHK = 12
+AF_UNSPEC = 0
+AF_INET = 2
+AF_INET6 = 10
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_FLAGS = 8
+IFA_PROTO = 11
+IFA_F_TEMPORARY = 0x01
+IFA_F_PERMANENT = 0x80
+IFAPROT_UNSPEC = 0
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_TABLE = 15
+RT_TABLE_COMPAT = 252
+RT_TABLE_MAIN = 254
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RTN_UNICAST = 1
+
+RTPROT_MACVLAND = 77
+"""The routing protocol number that marks macvland's routes ('M', 77: in neither the kernel's
+RTPROT_* list nor iproute2's rt_protos). etc/iproute2/rt_protos.d/macvland.conf names it."""
+
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
 MACVLAN_MODE_BITS = {name: bit for bit, name in MACVLAN_MODES.items()}
 MACVLAN_FLAGS = {1: "nopromisc", 2: "nodst"}
@@ -77,6 +113,9 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _NLA = struct.Struct("=HH")
 _U16 = struct.Struct("=H")
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table,
+#                                       protocol, scope, type, flags
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
 
@@ -126,6 +165,40 @@ def ifinfo(index: int = 0, up: bool | None = None) -> bytes:
     if up is None:
         return _IFINFO.pack(0, 0, index, 0, 0)
     return _IFINFO.pack(0, 0, index, IFF_UP if up else 0, IFF_UP)
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _family(version: int) -> int:
+    return AF_INET if version == 4 else AF_INET6
+
+
+def address_body(ifindex: int, address: IPInterface) -> bytes:
+    """The body of an RTM_NEWADDR or RTM_DELADDR for `address` (with its prefix) on a link."""
+    packed = address.ip.packed
+    body = _IFADDR.pack(_family(address.version), address.network.prefixlen, 0, 0, ifindex)
+    if address.version == 4:
+        # IFA_LOCAL is the address; IFA_ADDRESS the same one unless it is a point-to-point peer.
+        return body + attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
+    return body + attr(IFA_ADDRESS, packed)
+
+
+def route_body(oif: int, to: IPNetwork, via: IPAddress | None, metric: int, table: int,
+               protocol: int = RTPROT_MACVLAND) -> bytes:
+    """The body of an RTM_NEWROUTE or RTM_DELROUTE: a unicast route through `oif`."""
+    scope = RT_SCOPE_UNIVERSE if via is not None or to.version == 6 else RT_SCOPE_LINK
+    body = [_RTMSG.pack(_family(to.version), to.prefixlen, 0, 0,
+                        table if table < 256 else RT_TABLE_COMPAT, protocol, scope,
+                        RTN_UNICAST, 0),
+            u32(RTA_TABLE, table), u32(RTA_OIF, oif), u32(RTA_PRIORITY, metric)]
+    if to.prefixlen:
+        body.append(attr(RTA_DST, to.network_address.packed))
+    if via is not None:
+        body.append(attr(RTA_GATEWAY, via.packed))
+    return b"".join(body)
 
 
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
@@ -259,6 +332,97 @@ def decode_link(body: memoryview) -> RawLink:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RawAddress:
+    """One RTM_NEWADDR message: an address with its prefix, on the link `ifindex`."""
+
+    ifindex: int
+    address: IPInterface
+    flags: int
+    """IFA_F_*: the whole word from IFA_FLAGS when the kernel sends it."""
+    proto: int | None
+    """IFA_PROTO (Linux 6.1 and later): who made it; None when the kernel does not say."""
+
+    @property
+    def static(self) -> bool:
+        """Set by someone, not made by the kernel itself (link-local, SLAAC, temporary).
+
+        The kernel makes its IPv6 link-local address permanent too; IFA_PROTO tells it apart,
+        and where the kernel is too old to send that, an fe80::/10 address is taken for the
+        kernel's.
+        """
+        if not self.flags & IFA_F_PERMANENT or self.flags & IFA_F_TEMPORARY:
+            return False
+        if self.proto is not None:
+            return self.proto == IFAPROT_UNSPEC
+        return not (self.address.version == 6 and self.address.ip.is_link_local)
+
+
+_ADDR_ATTRS = frozenset({IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS, IFA_PROTO})
+
+
+def address_index(body: memoryview) -> int:
+    """The ifindex of an RTM_NEWADDR/RTM_DELADDR message, without decoding the rest."""
+    index: int = _IFADDR.unpack_from(body)[4]
+    return index
+
+
+def decode_address(body: memoryview) -> RawAddress | None:
+    """The address, or None for a family other than IPv4 and IPv6."""
+    family, prefixlen, flags, _scope, index = _IFADDR.unpack_from(body)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    found = _pick(body, _IFADDR.size, _ADDR_ATTRS)
+    value = found.get(IFA_LOCAL, found.get(IFA_ADDRESS))
+    if value is None:
+        return None
+    address = ipaddress.ip_interface((bytes(value), prefixlen))
+    if IFA_FLAGS in found:
+        flags = _U32.unpack(found[IFA_FLAGS])[0]
+    proto = found[IFA_PROTO][0] if IFA_PROTO in found else None
+    return RawAddress(index, address, flags, proto)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    """One RTM_NEWROUTE message, as far as a single-path unicast route goes."""
+
+    to: IPNetwork
+    via: IPAddress | None
+    oif: int | None
+    metric: int
+    table: int
+    protocol: int
+
+
+_ROUTE_ATTRS = frozenset({RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE})
+
+
+def route_oif(body: memoryview) -> int | None:
+    """The output interface of an RTM_NEWROUTE/RTM_DELROUTE message (None: it has none)."""
+    found = _pick(body, _RTMSG.size, frozenset({RTA_OIF}))
+    return _U32.unpack(found[RTA_OIF])[0] if RTA_OIF in found else None
+
+
+def decode_route(body: memoryview) -> RawRoute | None:
+    """The route, or None for a family other than IPv4 and IPv6."""
+    family, dst_len, _src, _tos, table, protocol, _scope, _type, _flags = \
+        _RTMSG.unpack_from(body)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    found = _pick(body, _RTMSG.size, _ROUTE_ATTRS)
+    size = 4 if family == AF_INET else 16
+    dst = bytes(found[RTA_DST]) if RTA_DST in found else bytes(size)
+    return RawRoute(
+        to=ipaddress.ip_network((dst, dst_len)),
+        via=ipaddress.ip_address(bytes(found[RTA_GATEWAY])) if RTA_GATEWAY in found else None,
+        oif=_U32.unpack(found[RTA_OIF])[0] if RTA_OIF in found else None,
+        metric=_U32.unpack(found[RTA_PRIORITY])[0] if RTA_PRIORITY in found else 0,
+        table=_U32.unpack(found[RTA_TABLE])[0] if RTA_TABLE in found else table,
+        protocol=protocol,
+    )
+
+
 def decode_nsid(body: memoryview) -> int | None:
     for kind, value in attrs(body, 4):  # after struct rtgenmsg, padded
         if kind == NETNSA_NSID:
@@ -298,6 +462,9 @@ class RtnlSocket:
         self._sock = sock
         sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        # Lets a route dump be filtered by protocol in the kernel (and checks every request
+        # strictly): only macvland's own routes come back, however large the tables are.
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((0, 0))
         self._seq = 0
@@ -397,6 +564,30 @@ class RtnlSocket:
                 return [decode_link(body) for body in self.dump(RTM_GETLINK, request)]
             except DumpInterrupted:
                 continue
+
+    def addresses(self) -> list[RawAddress]:
+        """One dump of every IPv4 and IPv6 address in this socket's namespace."""
+        while True:
+            try:
+                bodies = self.dump(RTM_GETADDR, _IFADDR.pack(AF_UNSPEC, 0, 0, 0, 0))
+            except DumpInterrupted:
+                continue
+            return [a for a in map(decode_address, bodies) if a is not None]
+
+    def routes(self, protocol: int = RTPROT_MACVLAND) -> list[RawRoute]:
+        """One dump of the IPv4 and IPv6 routes of `protocol`, in every table.
+
+        The kernel filters by protocol (NETLINK_GET_STRICT_CHK), so a full BGP table in the
+        same namespace costs nothing here.
+        """
+        request = _RTMSG.pack(AF_UNSPEC, 0, 0, 0, 0, protocol, 0, 0, 0)
+        while True:
+            try:
+                bodies = self.dump(RTM_GETROUTE, request)
+            except DumpInterrupted:
+                continue
+            return [r for r in map(decode_route, bodies)
+                    if r is not None and r.protocol == protocol]
 
     def link(self, name: str) -> RawLink:
         return decode_link(self.query(RTM_GETLINK, ifinfo() + string(IFLA_IFNAME, name)))
