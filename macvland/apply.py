@@ -2,7 +2,10 @@
 
 Each operation is one or a few requests on the socket of the namespace its link lives in. A
 failed operation is reported with the kernel's error and the rest of its interface's operations
-are skipped (they would act on a link in an unknown state); every other interface goes on.
+are skipped (they would act on a link in an unknown state); every other interface goes on. An
+address or a route that fails stops nothing: the link is as it was, and its other addresses
+and routes are tried (a route that needed the failed address then fails on its own, and says
+so).
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ from macvland.errors import KernelError, MacvlandError
 from macvland.model import OWNER_ALIAS, Flag, Key, Mode, Netns, State
 from macvland.netns import Namespaces
 from macvland.ops import (
+    AddAddress,
+    AddRoute,
     AddSourceMac,
     Adopt,
     Change,
+    ChangeRoute,
     Create,
     Delete,
+    LayerOperation,
     Move,
     Operation,
+    RemoveAddress,
+    RemoveRoute,
     RemoveSourceMac,
 )
 from macvland.rtnl import (
@@ -47,14 +56,21 @@ from macvland.rtnl import (
     MACVLAN_MODE_BITS,
     NLM_F_CREATE,
     NLM_F_EXCL,
+    NLM_F_REPLACE,
+    RTM_DELADDR,
     RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
     RTM_NEWLINK,
+    RTM_NEWROUTE,
     RtnlSocket,
+    address_body,
     ifinfo,
     mac,
     macvlan_flags,
     macvlan_info,
     nest,
+    route_body,
     s32,
     string,
     u32,
@@ -134,7 +150,8 @@ class _Runner:
         elif isinstance(error, _Skipped):
             outcome = Outcome(op, skipped=True)
         else:
-            self.failed.add((op.netns, op.name))
+            if not isinstance(op, LayerOperation):
+                self.failed.add((op.netns, op.name))
             if isinstance(op, Move):
                 self.failed.add((op.target, op.name))
             code = getattr(error, "errno", 0) or 0
@@ -311,6 +328,25 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             how = MACADDR_ADD if isinstance(op, AddSourceMac) else MACADDR_DEL
             return [_Request(op.netns, RTM_NEWLINK, ifinfo(index) + macvlan_info(
                 u32(IFLA_MACVLAN_MACADDR_MODE, how), mac(IFLA_MACVLAN_MACADDR, op.mac)))]
+        case AddAddress() | RemoveAddress():
+            index = _resolve(op.netns, op.name, op.ifindex, namespaces)
+            if isinstance(op, AddAddress):
+                return [_Request(op.netns, RTM_NEWADDR, address_body(index, op.address),
+                                 NLM_F_CREATE | NLM_F_EXCL)]
+            return [_Request(op.netns, RTM_DELADDR, address_body(index, op.address))]
+        case AddRoute() | RemoveRoute() | ChangeRoute():
+            index = _resolve(op.netns, op.name, op.ifindex, namespaces)
+            route = op.new if isinstance(op, ChangeRoute) else op.route
+            message = route_body(index, route.to, route.via, route.metric, route.table)
+            if isinstance(op, AddRoute):
+                # EXCL: a route of that destination and metric that is not ours stays, and
+                # the failure names it.
+                return [_Request(op.netns, RTM_NEWROUTE, message, NLM_F_CREATE | NLM_F_EXCL)]
+            if isinstance(op, ChangeRoute):
+                return [_Request(op.netns, RTM_NEWROUTE, message,
+                                 NLM_F_CREATE | NLM_F_REPLACE)]
+            # The kernel deletes only a route that carries the protocol number asked for.
+            return [_Request(op.netns, RTM_DELROUTE, message)]
     raise AssertionError(f"unknown operation {op!r}")
 
 

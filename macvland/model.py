@@ -6,6 +6,7 @@ build and compare states freely.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +29,64 @@ DEFAULT_BC_CUTOFF = 1
 
 DEFAULT_BC_QUEUE_LEN = 1000
 """What the kernel records as an interface's requested queue length when none is given."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+"""An address with its prefix length, as `ip address` shows it: 192.0.2.10/24."""
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAIN_TABLE = 254
+"""The routing table a route goes to when it names none."""
+
+
+def default_metric(version: int) -> int:
+    """The metric the kernel gives a route that names none: 0 for IPv4, 1024 for IPv6."""
+    return 0 if version == 4 else 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A unicast route through one interface, wanted or observed.
+
+    The kernel tells routes of one table apart by destination and metric (`key`); `via` is what
+    a route with that key says. The metric and table are always filled in (see default_metric
+    and MAIN_TABLE), so that a wanted route compares equal to the kernel's.
+    """
+
+    to: IPNetwork
+    via: IPAddress | None = None
+    metric: int = 0
+    table: int = MAIN_TABLE
+
+    @property
+    def key(self) -> tuple[int, int, IPNetwork, int]:
+        return (self.to.version, self.table, self.to, self.metric)
+
+    def __str__(self) -> str:
+        # `default` alone would not say which family; with a gateway it does.
+        words = ["default" if self.to.prefixlen == 0 and self.via else str(self.to)]
+        if self.via is not None:
+            words.append(f"via {self.via}")
+        if self.metric != default_metric(self.to.version):
+            words.append(f"metric {self.metric}")
+        if self.table != MAIN_TABLE:
+            words.append(f"table {self.table}")
+        return " ".join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    """The addresses on one interface, split by who may remove them."""
+
+    static: frozenset[IPInterface] = frozenset()
+    """Set by someone (macvland, an operator, a tool): removed when the spec does not list
+    them."""
+    kernel: frozenset[IPInterface] = frozenset()
+    """Made by the kernel itself (IPv6 link-local, SLAAC, temporary): never removed."""
+
+    def __contains__(self, address: object) -> bool:
+        return address in self.static or address in self.kernel
 
 
 class Mode(StrEnum):
@@ -81,6 +140,10 @@ class MacvlanSpec:
     state: State = State.UP
     bcqueuelen: int | None = None
     bc_cutoff: int | None = None
+    addresses: frozenset[IPInterface] | None = None
+    """The exact set of static addresses; None leaves addresses alone."""
+    routes: frozenset[Route] | None = None
+    """The exact set of macvland's routes through it; None leaves routes alone."""
     origin: str = field(default="", compare=False)
     """Where the spec defines it ("file:line"), for messages."""
 
@@ -99,6 +162,12 @@ class DesiredState:
 
     def namespaces(self) -> frozenset[Netns]:
         return frozenset(spec.netns for spec in self.interfaces)
+
+    def layered_namespaces(self) -> frozenset[Netns]:
+        """The namespaces where some interface's addresses or routes are managed: only there
+        are addresses and routes read."""
+        return frozenset(spec.netns for spec in self.interfaces
+                         if spec.addresses is not None or spec.routes is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +225,11 @@ class ObservedState:
     missing: frozenset[Netns] = frozenset()
     unreadable: Mapping[Netns, str] = field(default_factory=dict)
     """Namespaces that exist but could not be read, with the reason."""
+    addresses: Mapping[Netns, Mapping[int, Addresses]] = field(default_factory=dict)
+    """Per namespace where addresses were read, each interface's by ifindex."""
+    routes: Mapping[Netns, Mapping[int, frozenset[Route]]] = field(default_factory=dict)
+    """Per namespace where routes were read, macvland's own (its protocol number) by ifindex
+    of the interface they go through."""
 
     def get(self, netns: Netns, name: str) -> Link | None:
         return self.links.get(netns, {}).get(name)

@@ -1,4 +1,5 @@
-"""Read what the kernel has: one link dump per namespace, never a query per interface.
+"""Read what the kernel has: one link dump per namespace, never a query per interface, and
+where the spec manages addresses or routes, one address dump and one route dump there too.
 
 Read-only. A namespace that does not exist is reported as missing (its interfaces are pending),
 one that cannot be entered as unreadable; neither stops the others from being read.
@@ -10,9 +11,19 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
-from macvland.model import DEFAULT_BC_CUTOFF, Flag, Link, Mode, Netns, ObservedState
+from macvland.model import (
+    DEFAULT_BC_CUTOFF,
+    Addresses,
+    Flag,
+    IPInterface,
+    Link,
+    Mode,
+    Netns,
+    ObservedState,
+    Route,
+)
 from macvland.netns import Namespaces
-from macvland.rtnl import RawLink
+from macvland.rtnl import RawLink, RtnlSocket
 
 
 class LinkCache(Protocol):
@@ -27,12 +38,16 @@ class LinkCache(Protocol):
 
 
 def observe(namespaces: Namespaces, wanted: Iterable[Netns],
-            cache: LinkCache | None = None) -> ObservedState:
-    """The links of macvland's own namespace and of every namespace in `wanted`.
+            cache: LinkCache | None = None, layered: Iterable[Netns] = ()) -> ObservedState:
+    """The links of macvland's own namespace and of every namespace in `wanted`, and the
+    addresses and routes of those in `layered`.
 
     With a `cache`, a namespace whose table is current is read from it instead of dumped;
     one that is dumped seeds it.
     """
+    layered = frozenset(layered)
+    addresses: dict[Netns, Mapping[int, Addresses]] = {}
+    routes: dict[Netns, Mapping[int, frozenset[Route]]] = {}
     raw: dict[Netns, list[RawLink]] = {}
     missing: set[Netns] = set()
     unreadable: dict[Netns, str] = {}
@@ -47,6 +62,8 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
                 found = sock.links()
                 if cache is not None:
                     cache.seed(netns, found)
+            if netns in layered:
+                addresses[netns], routes[netns] = _layers(sock)
             raw[netns] = found
         except NamespaceMissing:
             missing.add(netns)
@@ -71,7 +88,22 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
             by_name[link.name] = built
     if cache is not None:
         cache.converted = converted
-    return ObservedState(links, frozenset(missing), unreadable)
+    return ObservedState(links, frozenset(missing), unreadable, addresses, routes)
+
+
+def _layers(sock: RtnlSocket) -> tuple[dict[int, Addresses], dict[int, frozenset[Route]]]:
+    """The addresses, and macvland's own routes, of one namespace by ifindex."""
+    split: dict[int, tuple[set[IPInterface], set[IPInterface]]] = {}
+    for address in sock.addresses():
+        static, kernel = split.setdefault(address.ifindex, (set(), set()))
+        (static if address.static else kernel).add(address.address)
+    routes: dict[int, set[Route]] = {}
+    for route in sock.routes():
+        if route.oif is not None:  # a multipath route has none: never one of ours
+            routes.setdefault(route.oif, set()).add(
+                Route(route.to, route.via, route.metric, route.table))
+    return ({i: Addresses(frozenset(s), frozenset(k)) for i, (s, k) in split.items()},
+            {i: frozenset(r) for i, r in routes.items()})
 
 
 def _home_nsid(namespaces: Namespaces, netns: Netns, found: list[RawLink]) -> int | None:

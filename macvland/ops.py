@@ -1,8 +1,9 @@
 """Operations: the steps of a plan, each small, frozen and able to describe itself.
 
 A plan runs in phases, each operation's `phase`: deletes (0) free names and MACs, moves (1),
-in-place changes and adoptions (2), creates (3) last so a passthru interface finds its parent
-free.
+in-place changes and adoptions (2), creates (3) so a passthru interface finds its parent
+free; then the layers above the link: addresses (4), and routes (5), which may need an
+address to reach their gateway.
 
 An operation names its interface by (netns, name) and, where the planner saw it, by ifindex:
 apply addresses the kernel by ifindex so that a link replaced behind our back is never hit by
@@ -15,7 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvland.model import MacvlanSpec, Netns, State, interface_label, netns_label
+from macvland.model import (
+    IPInterface,
+    MacvlanSpec,
+    Netns,
+    Route,
+    State,
+    interface_label,
+    netns_label,
+)
 
 
 def show(value: object) -> str:
@@ -210,4 +219,104 @@ class RemoveSourceMac(_SourceMac):
     sign = "-"
 
 
-Operation = Create | Delete | Move | Adopt | Change | AddSourceMac | RemoveSourceMac
+@dataclass(frozen=True, slots=True)
+class _Address:
+    netns: Netns
+    name: str
+    ifindex: int | None
+    address: IPInterface
+
+    kind = ""
+    phase = 4
+    sign = ""
+
+    def describe(self) -> str:
+        return f"{interface_label(self.name, self.netns)}: address {self.sign} {self.address}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "address": str(self.address)}
+
+
+@dataclass(frozen=True, slots=True)
+class AddAddress(_Address):
+    kind = "add-address"
+    sign = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveAddress(_Address):
+    """Remove a static address the spec does not list (never one the kernel made)."""
+
+    kind = "remove-address"
+    sign = "-"
+
+
+def _route_dict(route: Route) -> dict[str, Any]:
+    return {"to": str(route.to), "via": None if route.via is None else str(route.via),
+            "metric": route.metric, "table": route.table}
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    netns: Netns
+    name: str
+    ifindex: int | None
+    route: Route
+
+    kind = ""
+    phase = 5
+    sign = ""
+
+    def describe(self) -> str:
+        return f"{interface_label(self.name, self.netns)}: route {self.sign} {self.route}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "route": _route_dict(self.route)}
+
+
+@dataclass(frozen=True, slots=True)
+class AddRoute(_Route):
+    kind = "add-route"
+    sign = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveRoute(_Route):
+    """Remove one of macvland's routes (only ever one that carries its protocol number)."""
+
+    kind = "remove-route"
+    sign = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRoute:
+    """Give one of macvland's routes a new gateway, in one request (no moment without it)."""
+
+    netns: Netns
+    name: str
+    ifindex: int | None
+    old: Route
+    new: Route
+
+    kind = "change-route"
+    phase = 5
+
+    def describe(self) -> str:
+        via = [show(r.via) for r in (self.old, self.new)]
+        return (f"{interface_label(self.name, self.netns)}: route {self.new.to}: "
+                f"via {via[0]} -> {via[1]} (in place)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "old": _route_dict(self.old),
+                "new": _route_dict(self.new)}
+
+
+LayerOperation = AddAddress | RemoveAddress | AddRoute | RemoveRoute | ChangeRoute
+"""Operations on what an interface carries, not on the interface itself: one failing does not
+stop the others on the same interface."""
+
+Operation = (Create | Delete | Move | Adopt | Change | AddSourceMac | RemoveSourceMac
+             | LayerOperation)

@@ -15,6 +15,12 @@ No I/O happens here. The rules it encodes, and why:
   empty (a replace would flush it, and the kernel applies it without rollback).
 - An owned link whose key left the spec is deleted; but one that could be moved to a namespace
   that does not exist yet (or cannot be read right now) is left where it is until it can.
+- Above the link, its addresses and then its routes, each only where the spec lists them
+  (absent: left alone) and only on an interface macvland owns or is making. Addresses are the
+  exact set of static ones: the kernel's own (link-local, SLAAC, temporary) are never removed.
+  Routes are macvland's own, told apart by its protocol number; others are never touched. A
+  new, recreated or moved interface has none yet (a move loses them), so all are added.
+  Removals come before additions in each layer.
 """
 
 from __future__ import annotations
@@ -25,24 +31,32 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from macvland.model import (
+    Addresses,
     DesiredState,
+    IPInterface,
     Key,
     Link,
     MacvlanSpec,
     Mode,
     ObservedState,
+    Route,
     State,
     netns_label,
 )
 from macvland.ops import (
+    AddAddress,
+    AddRoute,
     AddSourceMac,
     Adopt,
     Change,
+    ChangeRoute,
     Create,
     Delete,
     FieldChange,
     Move,
     Operation,
+    RemoveAddress,
+    RemoveRoute,
     RemoveSourceMac,
 )
 
@@ -138,7 +152,27 @@ class _Planner:
     def visit(self, spec: MacvlanSpec) -> Verdict:
         before = len(self.ops)
         verdict = self._visit(spec)
+        if verdict is None or verdict.condition in (Condition.IN_SYNC, Condition.DRIFTED):
+            layers = self._layers(spec, self.ops[before:])
+            if layers:
+                self.ops += layers
+                verdict = None
         return verdict if verdict is not None else _verdict(spec, self.ops[before:])
+
+    def _layers(self, spec: MacvlanSpec, link_ops: Sequence[Operation]) -> list[Operation]:
+        """The address and route operations of an interface whose link is, or will be, in
+        place; `link_ops` are those this plan makes for the link itself."""
+        if spec.state is State.ABSENT or (spec.addresses is None and spec.routes is None):
+            return []
+        if any(isinstance(op, Create | Move) for op in link_ops):
+            return _layer_ops(spec, None, Addresses(), frozenset())
+        link = self.observed.get(spec.netns, spec.name)
+        addresses = self.observed.addresses.get(spec.netns)
+        routes = self.observed.routes.get(spec.netns)
+        if link is None or addresses is None or routes is None:
+            return []  # not read: nothing is known, so nothing is decided
+        return _layer_ops(spec, link.ifindex, addresses.get(link.ifindex, Addresses()),
+                          routes.get(link.ifindex, frozenset()))
 
     def _visit(self, spec: MacvlanSpec) -> Verdict | None:
         self.claimed.add(spec.key)
@@ -246,6 +280,39 @@ def _existing(spec: MacvlanSpec, link: Link, parent_ifindex: int,
         adopt = () if link.owned else (Adopt(link.netns, link.name, link.ifindex, spec.parent),)
         ops = (*adopt, *_converge(link, spec, link.ifindex))
     return _verdict(spec, ops), ops
+
+
+def _address_order(address: IPInterface) -> tuple[int, int, int]:
+    return (address.version, int(address.ip), address.network.prefixlen)
+
+
+def _route_order(route: Route) -> tuple[int, int, int, int, int]:
+    return (route.to.version, route.table, int(route.to.network_address), route.to.prefixlen,
+            route.metric)
+
+
+def _layer_ops(spec: MacvlanSpec, ifindex: int | None, have: Addresses,
+               routes: frozenset[Route]) -> list[Operation]:
+    """What makes an interface's addresses and macvland's routes on it those of `spec`."""
+    where = (spec.netns, spec.name, ifindex)
+    ops: list[Operation] = []
+    if spec.addresses is not None:
+        ops += [RemoveAddress(*where, a)
+                for a in sorted(have.static - spec.addresses, key=_address_order)]
+        ops += [AddAddress(*where, a) for a in sorted(
+            (a for a in spec.addresses if a not in have), key=_address_order)]
+    if spec.routes is not None:
+        had = {r.key: r for r in routes}
+        wanted = {r.key: r for r in spec.routes}
+        ops += [RemoveRoute(*where, had[k])
+                for k in sorted(had.keys() - wanted.keys(), key=lambda k: _route_order(had[k]))]
+        for route in sorted(spec.routes, key=_route_order):
+            old = had.get(route.key)
+            if old is None:
+                ops.append(AddRoute(*where, route))
+            elif old != route:
+                ops.append(ChangeRoute(*where, old, route))
+    return ops
 
 
 def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:

@@ -37,8 +37,10 @@ class PassResult:
 
 def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
                 cache: LinkCache | None = None) -> ObservedState:
-    """Observe every namespace the spec names or that may still hold owned interfaces."""
-    return observe(namespaces, desired.namespaces() | ledger.namespaces(), cache)
+    """Observe every namespace the spec names or that may still hold owned interfaces, and
+    the addresses and routes where the spec manages some."""
+    return observe(namespaces, desired.namespaces() | ledger.namespaces(), cache,
+                   desired.layered_namespaces())
 
 
 def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
