@@ -13,7 +13,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps install clean bench
+.PHONY: demo test lint deps install clean bench generated
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -41,6 +41,10 @@ lint: deps $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# The README's settings table and etc/macvland/macvland.schema.json, from macvland/settings.py.
+generated: deps $(STAMP)
+	$(BIN)/python -m macvland.schema --write
+
 # Needs root; prints a table and writes bench/results.json (BENCH_ARGS="--sizes 10 --quick").
 bench: deps $(STAMP)
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
@@ -55,6 +59,7 @@ install: deps
 	ln -sf $(LIBDIR)/bin/macvland $(PREFIX)/bin/macvland
 	install -D -m 0644 README.md $(PREFIX)/share/doc/macvland/README.md
 	install -D -m 0644 etc/macvland/macvland.yaml $(PREFIX)/share/doc/macvland/macvland.yaml.example
+	install -D -m 0644 etc/macvland/macvland.schema.json $(PREFIX)/share/doc/macvland/macvland.schema.json
 	sed 's#/usr/local/bin/macvland#$(PREFIX)/bin/macvland#; s#/usr/local/share/doc#$(PREFIX)/share/doc#' \
 		systemd/macvland.service > macvland.service.tmp
 	install -D -m 0644 macvland.service.tmp $(UNITDIR)/macvland.service

@@ -126,6 +126,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(v.condition is Condition.IN_SYNC for v in p.verdicts) else 1
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from macvland.schema import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the one-shot commands need neither watchers nor systemd (faster start).
     from macvland.loop import Daemon
@@ -194,6 +201,10 @@ def parser() -> argparse.ArgumentParser:
             output.add_argument("--ready", action="store_true",
                              help="for readiness probes: one summary line; exit 0 when every "
                              "interface is in sync or pending, 1 otherwise")
+    schema = commands.add_parser("schema", help="print the spec's JSON Schema",
+                                 description="print the JSON Schema of a spec, for editors "
+                                 "that validate YAML as it is typed")
+    schema.set_defaults(func=cmd_schema)
     run = commands.add_parser("run", parents=[config], help="the daemon: keep the kernel "
                               "matching the spec", description="the daemon: keep the kernel "
                               "matching the spec, driven by file, netlink and namespace events")

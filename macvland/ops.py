@@ -16,24 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvland.model import (
-    IPInterface,
-    MacvlanSpec,
-    Netns,
-    Route,
-    State,
-    interface_label,
-    netns_label,
-)
+from macvland.model import IPInterface, MacvlanSpec, Netns, Route, interface_label, netns_label
+from macvland.settings import SETTINGS, Update, show
+from macvland.settings import jsonable as _jsonable
 
-
-def show(value: object) -> str:
-    """A field value as an operator reads it."""
-    if value is None:
-        return "unset"
-    if isinstance(value, frozenset):
-        return ",".join(sorted(str(v) for v in value)) or "none"
-    return str(value)
+__all__ = [
+    "AddAddress", "AddRoute", "AddSourceMac", "Adopt", "Change", "ChangeRoute", "Create",
+    "Delete", "FieldChange", "LayerOperation", "Move", "Operation", "RemoveAddress",
+    "RemoveRoute", "RemoveSourceMac", "show",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +38,6 @@ class FieldChange:
 
     def to_dict(self) -> dict[str, Any]:
         return {"field": self.field, "old": _jsonable(self.old), "new": _jsonable(self.new)}
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, frozenset):
-        return sorted(str(v) for v in value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +61,19 @@ class Create:
     def describe(self) -> str:
         s = self.spec
         settings = [f"macvlan {s.mode} on {s.parent}"]
-        if s.flags:
-            settings.append(f"flags {show(s.flags)}")
-        if s.source_macs:
-            settings.append(f"source MACs {show(s.source_macs)}")
-        settings += [f"{f} {v}" for f, v in
-                     (("mac", s.mac), ("mtu", s.mtu), ("bcqueuelen", s.bcqueuelen),
-                      ("bc_cutoff", s.bc_cutoff)) if v is not None]
-        settings.append("up" if s.state is State.UP else "down")
+        settings += [part for setting in _CREATE_LINE if (part := setting.in_create(s))]
         verb = f"recreate ({self.recreate})" if self.recreate else "create"
         return f"{interface_label(s.name, s.netns)}: {verb}: {', '.join(settings)}"
 
     def to_dict(self) -> dict[str, Any]:
         s = self.spec
         return {"op": "create", "netns": s.netns, "name": s.name, "recreate": self.recreate,
-                "parent": s.parent, "mode": str(s.mode), "flags": _jsonable(s.flags),
-                "source_macs": _jsonable(s.source_macs), "mac": s.mac, "mtu": s.mtu,
-                "state": str(s.state), "bcqueuelen": s.bcqueuelen, "bc_cutoff": s.bc_cutoff}
+                **{setting.key: _jsonable(setting.wanted(s)) for setting in SETTINGS}}
+
+
+_CREATE_LINE = tuple(s for s in SETTINGS
+                     if s.update is not Update.IDENTITY and s.key not in ("parent", "mode"))
+"""The settings a create line lists after its head ("macvlan bridge on eth1")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ No I/O happens here. The rules it encodes, and why:
 - Identity is (netns, name). A link is macvland's when it carries the owner alias; a macvlan of
   the wanted name on the wanted parent is adopted; anything else of that name is a conflict and
   is never touched.
-- Whatever the kernel changes in place is changed in place (mode among non-passthru modes,
-  flags, source MACs, MAC, MTU, up/down, broadcast settings, namespace). The kernel silently
-  ignores a new parent on an existing macvlan and refuses to enter or leave passthru, so those
-  two, and only those, delete and recreate.
+- Whatever the kernel changes in place is changed in place; what it cannot is deleted and
+  recreated. Which is which is each setting's `update` in macvland.settings (a new parent,
+  which the kernel silently ignores on an existing macvlan, and entering or leaving passthru,
+  which it refuses, recreate); the planner compares every setting the table lists.
 - Order: deletes, moves, in-place changes, creates. Deletes free names and MACs that later
   steps reuse; creates come last so a passthru interface finds its parent free.
 - Source MACs change by additions first and removals second, so the list is never briefly
@@ -26,7 +26,7 @@ No I/O happens here. The rules it encodes, and why:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -59,6 +59,7 @@ from macvland.ops import (
     RemoveRoute,
     RemoveSourceMac,
 )
+from macvland.settings import SETTINGS, Update, show
 
 
 class Condition(StrEnum):
@@ -316,26 +317,35 @@ def _layer_ops(spec: MacvlanSpec, ifindex: int | None, have: Addresses,
 
 
 def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:
-    if link.parent != spec.parent:
-        return f"parent {link.lower} -> {spec.parent}"
-    if (link.mode is Mode.PASSTHRU) != (spec.mode is Mode.PASSTHRU):
-        return f"mode {link.mode} -> {spec.mode}; the kernel cannot enter or leave passthru"
+    """Why `link` cannot become `spec` in place, or None when it can."""
+    for setting in _RECREATE_CHECKS:
+        new, old = setting.wanted(spec), setting.read(link)
+        if new is None or old == new:
+            continue
+        why = setting.recreate_when(old, new) if setting.recreate_when else None
+        if setting.update is Update.RECREATE or why:
+            change = f"{setting.key} {show(setting.read_shown(link))} -> {show(new)}"
+            return f"{change}; {why}" if why else change
     return None
 
 
 def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Operation]:
     """In-place operations that make `link` match `spec` (nothing when it already does)."""
-    changes = [FieldChange(f, old, new) for f, old, new in (
-        ("mode", link.mode, spec.mode),
-        ("flags", link.flags, spec.flags),
-        ("mac", link.mac, spec.mac),
-        ("mtu", link.mtu, spec.mtu),
-        ("bcqueuelen", link.bcqueuelen, spec.bcqueuelen),
-        ("bc_cutoff", link.bc_cutoff, spec.bc_cutoff),
-        ("state", State.UP if link.up else State.DOWN, spec.state),
-    ) if new is not None and old != new]
+    changes = []
+    for setting in _IN_PLACE:
+        new = setting.wanted(spec)
+        if new is None:
+            continue  # left as the kernel has it
+        old = setting.read(link)
+        if old != new:
+            changes.append(FieldChange(setting.key, old, new))
     if changes:
         yield Change(link.netns, link.name, ifindex, tuple(changes))
+    for steps in _OWN_STEPS.values():
+        yield from steps(link, spec, ifindex)
+
+
+def _source_mac_steps(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Operation]:
     if spec.mode is Mode.SOURCE:
         # Leaving source mode flushes the list in the kernel, so it is only managed here.
         have = link.source_macs if link.mode is Mode.SOURCE else frozenset()
@@ -343,3 +353,13 @@ def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Op
             yield AddSourceMac(link.netns, link.name, ifindex, mac)
         for mac in sorted(have - spec.source_macs):
             yield RemoveSourceMac(link.netns, link.name, ifindex, mac)
+
+
+_IN_PLACE = tuple(s for s in SETTINGS if s.update is Update.IN_PLACE)
+_RECREATE_CHECKS = tuple(s for s in SETTINGS
+                         if s.update is Update.RECREATE or s.recreate_when is not None)
+_OWN_STEPS: dict[str, Callable[[Link, MacvlanSpec, int | None], Iterable[Operation]]] = {
+    "source_macs": _source_mac_steps,
+}
+"""The planner of each `Update.OWN` setting: the operations that make the link match."""
+assert set(_OWN_STEPS) == {s.key for s in SETTINGS if s.update is Update.OWN}

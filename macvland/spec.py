@@ -1,20 +1,8 @@
 """Read a macvland spec: YAML text to a DesiredState, with every problem reported at its place.
 
-A spec is one YAML document:
-
-    version: 1
-    interfaces:
-      - name: mv0                  # required; a Linux interface name
-        parent: eth1               # required; the lower device, in macvland's own namespace
-        mode: source               # bridge (default) | vepa | private | passthru | source
-        netns: blue                # /run/netns/blue, or an absolute path; absent: our own
-        flags: [nodst]             # nopromisc (passthru only), nodst (source only)
-        source_macs: [02:00:00:00:00:0a]   # source mode only
-        mac: 02:00:00:00:00:01
-        mtu: 1500
-        state: up                  # up (default) | down | absent
-        bcqueuelen: 1000
-        bc_cutoff: 1               # parent-wide in the kernel: siblings must agree
+A spec is one YAML document, `version: 1` and a list of `interfaces`; what an interface may
+say, and every check of a single setting, comes from the table in macvland.settings. This
+module does the YAML side: shapes, places, and the checks across interfaces.
 
 The parser never lets YAML build Python objects (no yaml.load). It composes the safe node
 graph, which keeps each node's line and column, and walks it itself. That also lets it take
@@ -33,30 +21,30 @@ SpecError. Messages read `file:line:col: path: message`, with paths like `interf
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import hashlib
 import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import AnyStr, TypeVar
+from typing import Any, AnyStr, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from macvland.errors import SpecError, SpecProblem
-from macvland.model import (
-    FLAG_MODE,
-    DesiredState,
-    Flag,
-    Key,
-    MacvlanSpec,
-    Mode,
-    Netns,
-    State,
-    netns_label,
+from macvland.model import DesiredState, Key, MacvlanSpec, Mode, State, netns_label
+from macvland.settings import (
+    ITEM_KEYS,
+    SETTINGS,
+    Integer,
+    Invalid,
+    SetOf,
+    Setting,
+    Text,
+    ValueType,
+    did_you_mean,
+    mode_conflict,
 )
 
 __all__ = [
@@ -68,31 +56,6 @@ SPEC_VERSION = 1
 """The only spec format this macvland reads."""
 
 _TOP_KEYS = ("version", "interfaces")
-_ITEM_KEYS = (
-    "name",
-    "parent",
-    "mode",
-    "netns",
-    "flags",
-    "source_macs",
-    "mac",
-    "mtu",
-    "state",
-    "bcqueuelen",
-    "bc_cutoff",
-)
-
-_IFNAMSIZ = 16
-"""The kernel's name buffer, trailing NUL included: a name holds at most 15 bytes."""
-
-_NETNS_DIRS = ("/run/netns", "/var/run/netns")
-"""Where `ip netns` keeps named namespaces; a file there is spelled by its bare name."""
-
-_MTU_RANGE = (68, 65535)
-_BCQUEUELEN_RANGE = (0, 2**32 - 1)
-_BC_CUTOFF_RANGE = (-(2**31), 2**31 - 1)
-
-_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", re.IGNORECASE)
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 
 _TAG = "tag:yaml.org,2002:"
@@ -109,7 +72,6 @@ _KINDS = {
 
 _T = TypeVar("_T")
 _H = TypeVar("_H", bound=Hashable)
-_E = TypeVar("_E", bound=StrEnum)
 
 
 def parse_spec(text: bytes | str, filename: str) -> DesiredState:
@@ -273,10 +235,6 @@ class _Report:
         self.add(_line(node), node.start_mark.column + 1, path, message)
 
 
-class _Invalid(Exception):
-    """A value that cannot be used; the code that catches it knows the node and the path."""
-
-
 def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
@@ -400,7 +358,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-# --- scalar conversions: each raises _Invalid with a message that needs no place ----------
+# --- scalar conversions: each raises Invalid with a message that needs no place ----------
 
 
 def _is_null(node: Node) -> bool:
@@ -420,136 +378,47 @@ def _describe(node: Node) -> str:
 def _text(node: Node) -> str:
     """A scalar as written, whatever YAML type it would resolve to (0123, off, 12:00:...)."""
     if not isinstance(node, ScalarNode) or _is_null(node):
-        raise _Invalid(f"expected a string, got {_describe(node)}")
+        raise Invalid(f"expected a string, got {_describe(node)}")
     return str(node.value)
 
 
 def _integer(node: Node) -> int:
     if not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"):
-        raise _Invalid(f"expected an integer, got {_describe(node)}")
+        raise Invalid(f"expected an integer, got {_describe(node)}")
     if not _DECIMAL.fullmatch(node.value):
         # YAML 1.1 also reads 0x5dc, 1_500, 1:30 (base 60) and 01500 (octal: 832). An MTU
         # that silently means something else than it looks helps nobody.
-        raise _Invalid(f"expected a decimal integer, got {node.value!r}")
+        raise Invalid(f"expected a decimal integer, got {node.value!r}")
     return int(node.value)
-
-
-def _integer_in(bounds: tuple[int, int]) -> Callable[[Node], int]:
-    low, high = bounds
-
-    def convert(node: Node) -> int:
-        value = _integer(node)
-        if not low <= value <= high:
-            raise _Invalid(f"{value} is out of range {low}..{high}")
-        return value
-
-    return convert
 
 
 def _version(node: Node) -> int:
     version = _integer(node)
     if version != SPEC_VERSION:
-        raise _Invalid(
+        raise Invalid(
             f"unsupported version {version} (this macvland reads version {SPEC_VERSION})"
         )
     return version
 
 
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word.lower(), choices, n=1)
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
+def _converter(kind: ValueType) -> Callable[[Node], Any]:
+    """A function from a YAML node to a value of `kind`; it raises Invalid."""
+    if isinstance(kind, Integer):
+        return lambda node: kind.check(_integer(node))
+    if isinstance(kind, Text):
+        if kind.nullable:
+            return lambda node: None if _is_null(node) else kind.check(_text(node))
+        # As written: YAML 1.1 reads 12:00:00:00:00:01 as an integer, off as a boolean.
+        return lambda node: kind.check(_text(node))
+    if isinstance(kind, SetOf):
+        return _converter(kind.item)
+    raise TypeError(f"no YAML reading for {kind!r}")
 
 
-def _choice(kind: type[_E]) -> Callable[[Node], _E]:
-    """A converter to one member of the string enum `kind`."""
-    values = [member.value for member in kind]
+_CONVERTERS = {setting.key: _converter(setting.type) for setting in SETTINGS}
+"""Per setting, what converts its value (for a list: each item)."""
 
-    def convert(node: Node) -> _E:
-        text = _text(node)
-        if text not in values:
-            raise _Invalid(
-                f"{text!r} is not one of {', '.join(values)}{_did_you_mean(text, values)}"
-            )
-        return kind(text)
-
-    return convert
-
-
-_MODE, _FLAG, _STATE = _choice(Mode), _choice(Flag), _choice(State)
-
-
-def _ifname(node: Node) -> str:
-    """A name the kernel accepts for a net_device (dev_valid_name in net/core/dev.c)."""
-    name = _text(node)
-    reason = _ifname_problem(name)
-    if reason is not None:
-        raise _Invalid(f"{name!r} is not a valid interface name: {reason}")
-    return name
-
-
-_PLAIN_IFNAME = re.compile(r"[A-Za-z0-9_.@+-]+")
-
-
-def _ifname_problem(name: str) -> str | None:
-    if not name:
-        return "it is empty"
-    if name in (".", ".."):
-        return "'.' and '..' are reserved"
-    if not _PLAIN_IFNAME.fullmatch(name):  # the common case, checked fast
-        bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
-        if bad is not None:
-            return f"it contains {bad!r}"
-    size = len(name.encode("utf-8"))
-    if size >= _IFNAMSIZ:
-        return f"it is {size} bytes long, and at most {_IFNAMSIZ - 1} fit"
-    return None
-
-
-def _netns(node: Node) -> Netns:
-    """A namespace spelled one way only, so that (netns, name) identities compare."""
-    if _is_null(node):
-        return None  # macvland's own namespace, as if the key were absent
-    text = _text(node)
-    if text.startswith("/"):
-        path = os.path.normpath(text)
-        if path == "/" or path in _NETNS_DIRS:
-            raise _Invalid(f"{text!r} is a directory; name a namespace file in it")
-        directory, name = os.path.split(path)
-        if directory in _NETNS_DIRS and _netns_name_problem(name) is None:
-            return name
-        return path
-    reason = _netns_name_problem(text)
-    if reason is not None:
-        raise _Invalid(reason)
-    return text
-
-
-def _netns_name_problem(name: str) -> str | None:
-    if not name:
-        return "netns must not be empty (leave it out for macvland's own namespace)"
-    if "/" in name:
-        return f"{name!r} is neither a namespace name nor an absolute path"
-    if name in (".", "..") or not name.isprintable():
-        return f"{name!r} is not a valid namespace name"
-    return None
-
-
-def _mac(node: Node) -> str:
-    """A unicast MAC address, in lowercase."""
-    text = _text(node)  # as written: YAML 1.1 reads 12:00:00:00:00:01 as an integer
-    if not _MAC.fullmatch(text):
-        raise _Invalid(
-            f"{text!r} is not a MAC address (expected six hex pairs separated by ':', "
-            "like 02:00:00:00:00:01)"
-        )
-    mac = text.lower()
-    if mac == "00:00:00:00:00:00":
-        raise _Invalid("00:00:00:00:00:00 is not a usable MAC address")
-    if int(mac[:2], 16) & 1:
-        raise _Invalid(
-            f"{mac} is a multicast address; an interface needs a unicast MAC (an even first octet)"
-        )
-    return mac
+_DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 
 
 # --- mappings -----------------------------------------------------------------------------
@@ -597,7 +466,7 @@ class _Fields:
             return default
         try:
             return convert(node)
-        except _Invalid as exc:
+        except Invalid as exc:
             self.report.at(node, self.path_of(key), str(exc))
             self.bad.add(key)
             return default
@@ -628,7 +497,7 @@ class _Fields:
             path = f"{self.path_of(key)}[{index}]"
             try:
                 value = convert(item)
-            except _Invalid as exc:
+            except Invalid as exc:
                 self.report.at(item, path, str(exc))
                 self.bad.add(key)
                 continue
@@ -643,7 +512,7 @@ class _Fields:
 
 
 def _unknown_key(key: str, allowed: Sequence[str]) -> str:
-    hint = _did_you_mean(key, allowed) or f" (expected one of {', '.join(allowed)})"
+    hint = did_you_mean(key, allowed) or f" (expected one of {', '.join(allowed)})"
     return f"unknown key {key!r}{hint}"
 
 
@@ -734,60 +603,47 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
     if not isinstance(node, MappingNode):
         report.at(node, path, f"expected a mapping, got {_describe(node)}")
         return None
-    fields = _Fields(node, path, _ITEM_KEYS, report)
-    # Every field is read before anything is given up on, so all its problems are reported.
-    name = fields.require("name", _ifname)
-    parent = fields.require("parent", _ifname)
-    mode = fields.get("mode", _MODE, Mode.BRIDGE)
-    netns = fields.get("netns", _netns, None)
-    flags = fields.get_list("flags", _FLAG)
-    source_macs = fields.get_list("source_macs", _mac)
-    mac = fields.get("mac", _mac, None)
-    mtu = fields.get("mtu", _integer_in(_MTU_RANGE), None)
-    state = fields.get("state", _STATE, State.UP)
-    bcqueuelen = fields.get("bcqueuelen", _integer_in(_BCQUEUELEN_RANGE), None)
-    bc_cutoff = fields.get("bc_cutoff", _integer_in(_BC_CUTOFF_RANGE), None)
+    fields = _Fields(node, path, ITEM_KEYS, report)
+    # Every setting is read before anything is given up on, so all its problems are reported.
+    values: dict[str, Any] = {}
+    lists: dict[str, list[tuple[str, Node, Any]]] = {}
+    for setting in SETTINGS:
+        key, convert = setting.key, _CONVERTERS[setting.key]
+        if isinstance(setting.type, SetOf):
+            lists[key] = items = fields.get_list(key, convert)
+            values[key] = frozenset(value for _, _, value in items)
+        elif setting.required:
+            values[key] = fields.require(key, convert)
+        else:
+            values[key] = fields.get(key, convert, _DEFAULTS[key])
     if "mode" not in fields.bad:
-        _check_mode_settings(fields, mode, flags)
-    if name is None or parent is None:
+        _check_mode_settings(fields, values["mode"], lists)
+    if values["name"] is None or values["parent"] is None:
         return None
-    spec = MacvlanSpec(
-        name=name,
-        parent=parent,
-        mode=mode,
-        netns=netns,
-        flags=frozenset(flag for _, _, flag in flags),
-        source_macs=frozenset(source_mac for _, _, source_mac in source_macs),
-        mac=mac,
-        mtu=mtu,
-        state=state,
-        bcqueuelen=bcqueuelen,
-        bc_cutoff=bc_cutoff,
-        origin=f"{report.file}:{_line(node)}",
-    )
+    spec = MacvlanSpec(**values, origin=f"{report.file}:{_line(node)}")
     return _Parsed(spec, report.file, node, path, frozenset(fields.bad))
 
 
-def _check_mode_settings(fields: _Fields, mode: Mode, flags: list[tuple[str, Node, Flag]]) -> None:
-    """Settings that only mean something in one mode."""
-    for path, node, flag in flags:
-        if FLAG_MODE[flag] is not mode:
-            message = f"flag '{flag}' only applies in mode {FLAG_MODE[flag]}, not {mode}"
-            fields.report.at(node, path, message)
-    macs_key, macs = fields.key("source_macs"), fields.value("source_macs")
-    # Only a non-empty list is a conflict: `source_macs: []` asks for nothing.
-    has_macs = isinstance(macs, SequenceNode) and bool(macs.value)
-    if macs_key is not None and has_macs and mode is not Mode.SOURCE:
-        message = f"source_macs only applies in mode source, not {mode}"
-        fields.report.at(macs_key, fields.path_of("source_macs"), message)
-    mac_key = fields.key("mac")
-    if mac_key is not None and mode is Mode.PASSTHRU:
-        fields.report.at(
-            mac_key,
-            fields.path_of("mac"),
-            "mac cannot be set in passthru mode: the kernel applies the MAC to the parent, "
-            "and macvland never changes a parent",
-        )
+def _check_mode_settings(fields: _Fields, mode: Mode,
+                         lists: dict[str, list[tuple[str, Node, Any]]]) -> None:
+    """Settings, and items of list settings, that only mean something in some modes."""
+    for setting in SETTINGS:
+        if setting.item_modes is not None:
+            for path, node, value in lists[setting.key]:
+                only = setting.item_modes[value]
+                if only is not mode:
+                    noun = setting.item_noun
+                    message = f"{noun} '{value}' only applies in mode {only}, not {mode}"
+                    fields.report.at(node, path, message)
+        key = fields.key(setting.key)
+        if key is None or mode in setting.modes:
+            continue
+        value = fields.value(setting.key)
+        # Only a non-empty list is a conflict: `source_macs: []` asks for nothing.
+        if isinstance(setting.type, SetOf) and not (
+                isinstance(value, SequenceNode) and value.value):
+            continue
+        fields.report.at(key, fields.path_of(setting.key), mode_conflict(setting, mode))
 
 
 # --- checks across interfaces, of every file: at the later item, naming the earlier ------
@@ -842,38 +698,46 @@ def _check_passthru_alone(items: list[_Parsed]) -> Iterator[SpecProblem]:
             yield item.problem(f"{conflict}; a passthru interface must be alone")
 
 
-def _check_bc_cutoff_agrees(items: list[_Parsed]) -> Iterator[SpecProblem]:
-    """The kernel keeps one broadcast cutoff per parent, so siblings that set it must agree."""
-    for parent, group in _siblings(items, "bc_cutoff").items():
-        setters = [item for item in group if item.spec.bc_cutoff is not None]
-        for item in setters[1:]:
-            first = setters[0]
-            if item.spec.bc_cutoff != first.spec.bc_cutoff:
-                yield item.problem(
-                    f"bc_cutoff {item.spec.bc_cutoff} disagrees with bc_cutoff "
-                    f"{first.spec.bc_cutoff} of {first.where(item)} on the same parent "
-                    f"{parent!r}; the kernel keeps one bc_cutoff per parent"
-                )
+def _check_parent_wide_settings_agree(items: list[_Parsed]) -> Iterator[SpecProblem]:
+    """The kernel keeps one value per parent of these, so siblings that set one must agree."""
+    for setting in _PARENT_WIDE:
+        key = setting.key
+        for parent, group in _siblings(items, key).items():
+            setters = [item for item in group if getattr(item.spec, key) is not None]
+            for item in setters[1:]:
+                first = setters[0]
+                mine, theirs = getattr(item.spec, key), getattr(first.spec, key)
+                if mine != theirs:
+                    yield item.problem(
+                        f"{key} {mine} disagrees with {key} {theirs} of {first.where(item)} "
+                        f"on the same parent {parent!r}; the kernel keeps one {key} per parent"
+                    )
 
 
-def _check_macs_unique_per_parent(items: list[_Parsed]) -> Iterator[SpecProblem]:
-    """The kernel refuses two interfaces with one MAC on the same parent."""
-    for parent, group in _siblings(items, "mac").items():
-        first: dict[str, _Parsed] = {}
-        for item in group:
-            if item.spec.mac is None:
-                continue
-            other = first.setdefault(item.spec.mac, item)
-            if other is not item:
-                yield item.problem(
-                    f"mac {item.spec.mac} is already used by {other.where(item)} on the same "
-                    f"parent {parent!r}"
-                )
+def _check_unique_per_parent(items: list[_Parsed]) -> Iterator[SpecProblem]:
+    """The kernel refuses two siblings with one value of these (a MAC)."""
+    for setting in _UNIQUE_PER_PARENT:
+        key = setting.key
+        for parent, group in _siblings(items, key).items():
+            first: dict[object, _Parsed] = {}
+            for item in group:
+                value = getattr(item.spec, key)
+                if value is None:
+                    continue
+                other = first.setdefault(value, item)
+                if other is not item:
+                    yield item.problem(
+                        f"{key} {value} is already used by {other.where(item)} on the same "
+                        f"parent {parent!r}"
+                    )
 
+
+_PARENT_WIDE: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.parent_wide)
+_UNIQUE_PER_PARENT: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.unique_per_parent)
 
 _CROSS_CHECKS: tuple[Callable[[list[_Parsed]], Iterator[SpecProblem]], ...] = (
     _check_unique_identities,
     _check_passthru_alone,
-    _check_bc_cutoff_agrees,
-    _check_macs_unique_per_parent,
+    _check_parent_wide_settings_agree,
+    _check_unique_per_parent,
 )

@@ -1,0 +1,412 @@
+"""Every setting of an interface, declared once; the parser, the planner, plan lines, JSON
+output, the JSON Schema and the README's reference table are all derived from `SETTINGS`.
+
+A declaration says what a setting is (its key, which is also its attribute on MacvlanSpec and,
+by default, on the observed Link; its type and range), where it means something (kinds and
+modes), how the kernel changes it (`Update`), how it is read back from the kernel, and how it
+shows. Its default is the model's: the field default of MacvlanSpec, so it is never written
+twice.
+
+Value types are small frozen classes: each checks a value as written (raising Invalid with a
+message that needs no place) and states its own JSON Schema and README summary. The YAML side
+of reading (is it a scalar, a list, a mapping; is it an integer) stays in spec.py, which walks
+these types; a list-valued setting is `SetOf(item)`, so it reuses its item's scalar type
+unchanged.
+
+Nothing here does I/O; it imports only the model.
+
+To add a setting:
+1. add its field to MacvlanSpec (with the default that means "absent") and, if it is read
+   from the kernel, to Link (observe.py fills it);
+2. append a Setting to SETTINGS (the order is the order of plan lines and of the README);
+3. say how it is carried out: `Update.IN_PLACE` settings go out in the one RTM_NEWLINK of a
+   Change (encode it in apply._change and apply._create_info), `Update.RECREATE` ones are
+   encoded at creation only, and `Update.OWN` ones need a planner function in
+   plan._OWN_STEPS that yields the operations (ops.py) that carry them out;
+4. run `make generated` to refresh the README table and etc/macvland/macvland.schema.json
+   (tests/test_settings.py fails until they match the code).
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from macvland.model import FLAG_MODE, Flag, Link, MacvlanSpec, Mode, State
+
+__all__ = [  # noqa: RUF022 (the table first, then its parts)
+    "SETTINGS", "Setting", "Update", "Kind", "ValueType", "Choice", "Integer", "Mac", "Name",
+    "NetnsName", "SetOf", "Text", "Invalid", "by_key", "did_you_mean", "jsonable",
+    "mode_conflict", "show",
+]
+
+
+class Invalid(ValueError):
+    """A value that cannot be used; the message needs no place (the caller adds it)."""
+
+
+def show(value: object) -> str:
+    """A value as an operator reads it, in plan lines and audit records."""
+    if value is None:
+        return "unset"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(str(v) for v in value)) or "none"
+    return str(value)
+
+
+def jsonable(value: object) -> object:
+    """A value as JSON output spells it: enums as their strings, sets as sorted lists."""
+    if isinstance(value, frozenset):
+        return sorted(str(v) for v in value)
+    if isinstance(value, StrEnum):
+        return str(value)
+    return value
+
+
+class Update(StrEnum):
+    """How a new value reaches the kernel."""
+
+    IDENTITY = "identity"
+    """Who the interface is (name, netns): the planner's ownership and move rules."""
+    IN_PLACE = "in place"
+    """One change request, the interface keeps its ifindex."""
+    RECREATE = "recreate"
+    """Fixed at creation: a new value deletes and recreates the interface."""
+    OWN = "in place, step by step"
+    """Changed by operations of its own (plan._OWN_STEPS), not by the link request."""
+
+
+# --- value types ------------------------------------------------------------------------------
+
+
+class ValueType:
+    """A type of value: `check` takes it as written; `schema` and `summary` describe it."""
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Integer(ValueType):
+    """A decimal integer in low..high (YAML's 0x5dc, 1_500 and 01500 are refused)."""
+
+    low: int
+    high: int
+
+    def check(self, value: int) -> int:
+        if not self.low <= value <= self.high:
+            raise Invalid(f"{value} is out of range {self.low}..{self.high}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
+    def summary(self) -> str:
+        return f"integer {self.low}..{self.high}"
+
+
+class Text(ValueType):
+    """A value written as a scalar string (whatever YAML type it would resolve to)."""
+
+    nullable = False
+    """Whether null is a value of its own (instead of "expected a string, got null")."""
+
+    def check(self, text: str) -> object:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Text):
+    """One member of a string enum."""
+
+    enum: type[StrEnum]
+
+    @property
+    def values(self) -> list[str]:
+        return [member.value for member in self.enum]
+
+    def check(self, text: str) -> StrEnum:
+        if text not in self.values:
+            raise Invalid(f"{text!r} is not one of {', '.join(self.values)}"
+                          f"{did_you_mean(text, self.values)}")
+        return self.enum(text)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": self.values}
+
+    def summary(self) -> str:
+        return " \\| ".join(f"`{v}`" for v in self.values)
+
+
+_IFNAMSIZ = 16
+"""The kernel's name buffer, trailing NUL included: a name holds at most 15 bytes."""
+
+_PLAIN_IFNAME = re.compile(r"[A-Za-z0-9_.@+-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Name(Text):
+    """A name the kernel accepts for a net_device (dev_valid_name in net/core/dev.c)."""
+
+    def check(self, text: str) -> str:
+        reason = _ifname_problem(text)
+        if reason is not None:
+            raise Invalid(f"{text!r} is not a valid interface name: {reason}")
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        # maxLength counts characters, the kernel bytes: a schema cannot judge a long
+        # non-ASCII name.
+        return {"type": "string", "minLength": 1, "maxLength": _IFNAMSIZ - 1,
+                "pattern": r"^[^/:\s\x00-\x1f\x7f]+$", "not": {"enum": [".", ".."]}}
+
+    def summary(self) -> str:
+        return f"interface name (1-{_IFNAMSIZ - 1} bytes, no `/`, `:` or whitespace)"
+
+
+def _ifname_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return "'.' and '..' are reserved"
+    if not _PLAIN_IFNAME.fullmatch(name):  # the common case, checked fast
+        bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
+        if bad is not None:
+            return f"it contains {bad!r}"
+    size = len(name.encode("utf-8"))
+    if size >= _IFNAMSIZ:
+        return f"it is {size} bytes long, and at most {_IFNAMSIZ - 1} fit"
+    return None
+
+
+NETNS_DIRS = ("/run/netns", "/var/run/netns")
+"""Where `ip netns` keeps named namespaces; a file there is spelled by its bare name."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsName(Text):
+    """A namespace spelled one way only, so that (netns, name) identities compare."""
+
+    nullable = True  # null: macvland's own namespace, as if the key were absent
+
+    def check(self, text: str) -> str:
+        if text.startswith("/"):
+            path = os.path.normpath(text)
+            if path == "/" or path in NETNS_DIRS:
+                raise Invalid(f"{text!r} is a directory; name a namespace file in it")
+            directory, name = os.path.split(path)
+            if directory in NETNS_DIRS and _netns_name_problem(name) is None:
+                return name
+            return path
+        reason = _netns_name_problem(text)
+        if reason is not None:
+            raise Invalid(reason)
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        directory = r"^/+((var/+)?run/+netns)?/*$"
+        return {"anyOf": [
+            {"type": "null"},
+            {"type": "string", "pattern": r"^(/.*|[^/\x00-\x1f\x7f]+)$",
+             "not": {"anyOf": [{"enum": [".", ".."]}, {"pattern": directory}]}},
+        ]}
+
+    def summary(self) -> str:
+        return "a name in /run/netns, or an absolute path to a netns file"
+
+
+def _netns_name_problem(name: str) -> str | None:
+    if not name:
+        return "netns must not be empty (leave it out for macvland's own namespace)"
+    if "/" in name:
+        return f"{name!r} is neither a namespace name nor an absolute path"
+    if name in (".", "..") or not name.isprintable():
+        return f"{name!r} is not a valid namespace name"
+    return None
+
+
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Mac(Text):
+    """A unicast MAC address, in lowercase."""
+
+    def check(self, text: str) -> str:
+        if not _MAC.fullmatch(text):
+            raise Invalid(f"{text!r} is not a MAC address (expected six hex pairs separated by "
+                          "':', like 02:00:00:00:00:01)")
+        mac = text.lower()
+        if mac == "00:00:00:00:00:00":
+            raise Invalid("00:00:00:00:00:00 is not a usable MAC address")
+        if int(mac[:2], 16) & 1:
+            raise Invalid(f"{mac} is a multicast address; an interface needs a unicast MAC "
+                          "(an even first octet)")
+        return mac
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^[0-9A-Fa-f][02468ACEace](:[0-9A-Fa-f]{2}){5}$",
+                "not": {"pattern": r"^00(:00){5}$"}}
+
+    def summary(self) -> str:
+        return "unicast MAC (`02:00:00:00:00:01`)"
+
+
+@dataclass(frozen=True, slots=True)
+class SetOf(ValueType):
+    """A YAML list of distinct items, as a frozenset; a repeated item is an error."""
+
+    item: Text
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema(), "uniqueItems": True}
+
+    def summary(self) -> str:
+        return f"list of {self.item.summary()}"
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(word.lower(), choices, n=1)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+# --- the declarations ---------------------------------------------------------------------
+
+
+class Kind(StrEnum):
+    MACVLAN = "macvlan"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str
+    """The YAML key, the MacvlanSpec attribute and, unless `observed` says otherwise, the
+    Link attribute."""
+    type: ValueType
+    doc: str
+    """What it means, for the README and the schema's description."""
+    update: Update = Update.IN_PLACE
+    required: bool = False
+    kinds: frozenset[Kind] = frozenset(Kind)
+    modes: frozenset[Mode] = frozenset(Mode)
+    """The modes in which it may be set (a set-valued setting: set to something)."""
+    mode_conflict: str | None = None
+    """The message when it is set in another mode, if the generic one says too little."""
+    item_modes: Mapping[Any, Mode] | None = None
+    """Per item of a list: the only mode in which that item means something."""
+    item_noun: str = ""
+    """How an item is named in messages ("flag")."""
+    label: str = ""
+    """How it is named in a plan's create line (default: its key)."""
+    bare: bool = False
+    """A create line shows its value alone ("up", not "state up")."""
+    observed: Callable[[Link], object] | None = None
+    """Its value as the kernel has it (default: the Link attribute of the same name)."""
+    observed_shown: Callable[[Link], object] | None = None
+    """How the kernel's value is shown when it differs from the compared one."""
+    recreate_when: Callable[[object, object], str | None] | None = None
+    """An in-place setting that some transitions cannot make in place: why not, or None."""
+    parent_wide: bool = False
+    """The kernel keeps one value per parent: siblings that set it must agree."""
+    unique_per_parent: bool = False
+    """The kernel refuses two siblings with the same value."""
+    applied: str = ""
+    """How a new value is applied, for the README, where `update` says too little."""
+    absent_means: str = "left alone"
+    """What leaving the key out means, for the README, when the default is None."""
+
+    @property
+    def default(self) -> object:
+        """What an absent key means: the model's default (None: left as the kernel has it)."""
+        spec_field = _SPEC_FIELDS[self.key]
+        if spec_field.default is not MISSING:
+            return spec_field.default
+        if spec_field.default_factory is not MISSING:
+            return spec_field.default_factory()
+        return None
+
+    def read(self, link: Link) -> object:
+        """Its value in the kernel."""
+        return self.observed(link) if self.observed else getattr(link, self.key)
+
+    def read_shown(self, link: Link) -> object:
+        return self.observed_shown(link) if self.observed_shown else self.read(link)
+
+    def wanted(self, spec: MacvlanSpec) -> object:
+        return getattr(spec, self.key)
+
+    def in_create(self, spec: MacvlanSpec) -> str | None:
+        """Its part of a create line, or None when it asks for nothing."""
+        value = self.wanted(spec)
+        if value is None or value == frozenset():
+            return None
+        return show(value) if self.bare else f"{self.label or self.key} {show(value)}"
+
+
+_SPEC_FIELDS = {f.name: f for f in fields(MacvlanSpec)}
+
+
+def _passthru_boundary(old: object, new: object) -> str | None:
+    if (old is Mode.PASSTHRU) != (new is Mode.PASSTHRU):
+        return "the kernel cannot enter or leave passthru"
+    return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("name", Name(), "The interface's name in its namespace; with `netns`, its "
+            "identity.", Update.IDENTITY, required=True),
+    Setting("parent", Name(), "The lower device, in macvland's own namespace; never changed "
+            "by macvland.", Update.RECREATE, required=True,
+            observed_shown=operator.attrgetter("lower")),
+    Setting("mode", Choice(Mode), "How siblings on one parent reach each other.",
+            recreate_when=_passthru_boundary,
+            applied="in place; into or out of passthru: recreate"),
+    Setting("netns", NetnsName(), "Where the interface lives (absent: macvland's own "
+            "namespace); a new value moves it.", Update.IDENTITY, applied="moved (in place)",
+            absent_means="macvland's own namespace"),
+    Setting("flags", SetOf(Choice(Flag)), "`nopromisc` (passthru: leave the parent's "
+            "promiscuity alone), `nodst` (source: also deliver by destination MAC).",
+            item_modes=FLAG_MODE, item_noun="flag"),
+    Setting("source_macs", SetOf(Mac()), "The senders whose frames a source-mode interface "
+            "receives.", Update.OWN, modes=frozenset({Mode.SOURCE}), label="source MACs"),
+    Setting("mac", Mac(), "The interface's MAC; two siblings cannot share one.",
+            absent_means="the kernel's choice, left alone", modes=frozenset(Mode) - {Mode.PASSTHRU},
+            mode_conflict="mac cannot be set in passthru mode: the kernel applies the MAC to "
+            "the parent, and macvland never changes a parent", unique_per_parent=True),
+    Setting("mtu", Integer(68, 65535), "The MTU; the kernel refuses more than the parent's."),
+    Setting("bcqueuelen", Integer(0, 2**32 - 1), "The broadcast/multicast queue length this "
+            "interface asks for (the parent uses the largest request)."),
+    Setting("bc_cutoff", Integer(-(2**31), 2**31 - 1), "Parent-wide broadcast cutoff: "
+            "multicast groups with at most this many listeners skip the queue.",
+            parent_wide=True, applied="in place (for the whole parent)"),
+    Setting("state", Choice(State), "The administrative state; `absent`: make sure no "
+            "macvlan of this name exists (deleted whoever made it; other settings ignored).",
+            bare=True, observed=lambda link: State.UP if link.up else State.DOWN),
+)
+"""Every setting of an interface, in the order plan lines and the README show them."""
+
+ITEM_KEYS = tuple(s.key for s in SETTINGS)
+"""The keys an interface may have, in the table's order."""
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def by_key(key: str) -> Setting:
+    return _BY_KEY[key]
+
+
+def mode_conflict(setting: Setting, mode: Mode) -> str:
+    """The message for `setting` set in `mode`, where it means nothing."""
+    if setting.mode_conflict:
+        return setting.mode_conflict
+    modes = " or ".join(str(m) for m in Mode if m in setting.modes)
+    return f"{setting.key} only applies in mode {modes}, not {mode}"
