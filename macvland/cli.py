@@ -7,24 +7,20 @@ found something to change.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from macvland import audit
-from macvland.apply import Outcome
 from macvland.errors import MacvlandError, SpecError
-from macvland.ledger import Ledger
-from macvland.model import DesiredState, Link, ObservedState, interface_label, netns_label
-from macvland.netns import Namespaces
-from macvland.plan import Condition, Plan, Verdict, plan, summary
-from macvland.reconcile import observe_for, reconcile
-from macvland.spec import load_spec
+
+# Each command imports what it uses, in its own body: start-up is most of a one-shot
+# command's time, and `validate` needs neither netlink nor the planner, nor `run`'s watchers.
+if TYPE_CHECKING:
+    from macvland.apply import Outcome
+    from macvland.model import DesiredState, Link, ObservedState
+    from macvland.plan import Plan, Verdict
 
 DEFAULT_CONFIG = "/etc/macvland/macvland.yaml"
 
@@ -34,10 +30,14 @@ def _config(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> DesiredState:
+    from macvland.spec import load_spec
+
     return load_spec(_config(args))
 
 
 def _verdict_line(v: Verdict) -> str:
+    from macvland.model import interface_label
+
     detail = f": {v.detail}" if v.detail else ""
     return f"{interface_label(v.spec.name, v.spec.netns)}: {v.condition}{detail}"
 
@@ -48,6 +48,8 @@ def _verdict_dict(v: Verdict) -> dict[str, Any]:
 
 
 def _problems(p: Plan) -> list[Verdict]:
+    from macvland.plan import Condition
+
     return [v for v in p.verdicts if v.condition not in (Condition.IN_SYNC, Condition.DRIFTED)]
 
 
@@ -58,6 +60,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from macvland.ledger import Ledger
+    from macvland.netns import Namespaces
+    from macvland.plan import plan
+    from macvland.reconcile import observe_for
+
     desired = _load(args)
     with Namespaces() as namespaces:
         p = plan(desired, observe_for(desired, namespaces, Ledger()))
@@ -85,6 +94,10 @@ def _print_outcome(outcome: Outcome) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from macvland.ledger import Ledger
+    from macvland.netns import Namespaces
+    from macvland.reconcile import reconcile
+
     desired = _load(args)
     with Namespaces() as namespaces:
         result = reconcile(desired, namespaces, Ledger(), _print_outcome)
@@ -100,12 +113,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0 if result.converged else 1
 
 
-READY = (Condition.IN_SYNC, Condition.PENDING)
-"""What a readiness probe accepts: pending interfaces wait for a namespace or a parent that
-is not there yet, which no pass can fix."""
-
-
 def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from macvland.ledger import Ledger
+    from macvland.netns import Namespaces
+    from macvland.plan import Condition, plan, summary
+    from macvland.reconcile import observe_for
+
+    # What a readiness probe accepts: pending interfaces wait for a namespace or a parent
+    # that is not there yet, which no pass can fix.
+    ready = (Condition.IN_SYNC, Condition.PENDING)
     desired = _load(args)
     with Namespaces() as namespaces:
         observed = observe_for(desired, namespaces, Ledger())
@@ -113,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.ready:
         # For probes: one line, the same as systemd's STATUS=.
         print(summary(p.verdicts))
-        return 0 if all(v.condition in READY for v in p.verdicts) else 1
+        return 0 if all(v.condition in ready for v in p.verdicts) else 1
     if args.json:
         json.dump({"interfaces": [_verdict_dict(v) for v in p.verdicts],
                    "tree": _tree_dict(observed)}, sys.stdout, indent=2)
@@ -134,8 +152,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # Imported here: the one-shot commands need neither watchers nor systemd (faster start).
+    import logging
+
+    from macvland import audit
+    from macvland.ledger import Ledger
     from macvland.loop import Daemon
+    from macvland.netns import Namespaces
     from macvland.systemd import JournalHandler, journal_is_stderr
 
     journal = args.log == "journal" or (args.log == "auto" and journal_is_stderr())
@@ -153,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _children(observed: ObservedState) -> dict[str, list[Link]]:
     """Macvlans grouped under their lower device, across namespaces."""
+    from collections import defaultdict
+
     tree: dict[str, list[Link]] = defaultdict(list)
     for link in observed.all_links():
         if link.is_macvlan:
@@ -161,6 +185,8 @@ def _children(observed: ObservedState) -> dict[str, list[Link]]:
 
 
 def _tree_text(observed: ObservedState) -> str:
+    from macvland.model import netns_label
+
     lines = []
     for lower, children in sorted(_children(observed).items()):
         lines.append(lower)
@@ -180,10 +206,30 @@ def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
         for lower, children in sorted(_children(observed).items())]
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's own, but asking the terminal's width without importing `shutil` (and the
+    compression modules it imports): every `add_argument` makes a formatter, help or not."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS") or os.get_terminal_size().columns) - 2
+            except (OSError, ValueError):
+                width = 78
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="macvland", description=__doc__)
-    commands = top.add_subparsers(dest="command", required=True)
-    config = argparse.ArgumentParser(add_help=False)
+    top = _Parser(prog="macvland", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    config = _Parser(add_help=False)
     config.add_argument("-c", "--config", help="spec file, or directory of *.yaml fragments "
                         f"(default: $MACVLAND_CONFIG or {DEFAULT_CONFIG})")
     for name, func, doc, json_flag in (
@@ -194,7 +240,8 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, parents=[config], help=doc, description=doc)
         sub.set_defaults(func=func)
-        output = sub.add_mutually_exclusive_group()
+        # argparse's help fails on an empty group: only commands with output options get one.
+        output = sub.add_mutually_exclusive_group() if json_flag else sub
         if json_flag:
             output.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "status":

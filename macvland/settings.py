@@ -29,7 +29,6 @@ To add a setting:
 
 from __future__ import annotations
 
-import difflib
 import operator
 import os
 import re
@@ -275,6 +274,8 @@ class SetOf(ValueType):
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    import difflib  # only for a spec with a mistake: not on every start
+
     matches = difflib.get_close_matches(word.lower(), choices, n=1)
     return f" (did you mean {matches[0]!r}?)" if matches else ""
 

@@ -193,3 +193,27 @@ def test_run_refuses_intervals_the_loop_cannot_wait_for(
         assert exit_.value.code == 2
         assert f"{option}: {message}" in capsys.readouterr().err
     assert parser().parse_args(["run", "--resync", "0.5"]).resync == 0.5
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply", "status", "schema", "run"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: macvland {command}")
+
+
+def test_validate_imports_neither_netlink_nor_the_daemon(tmp_path: Path) -> None:
+    """Start-up is most of a one-shot command's time: each command imports what it uses."""
+    spec = tmp_path / "macvland.yaml"
+    spec.write_text("version: 1\ninterfaces: []\n")
+    probe = ("import sys; from macvland.cli import main; main(['validate', '-c', sys.argv[1]]); "
+             "print(' '.join(sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True,
+                            text=True, timeout=60, check=True)
+    loaded = set(result.stdout.split("\n")[-2].split())
+    unneeded = {"macvland.rtnl", "macvland.netns", "macvland.apply", "macvland.plan",
+                "macvland.loop", "macvland.watch", "macvland.systemd", "macvland.audit",
+                "watchdog", "json", "logging", "shutil"}
+    assert "macvland.spec" in loaded
+    assert loaded & unneeded == set()
