@@ -8,7 +8,7 @@ checked-in copy differs from what this module makes. `macvland schema` prints th
 A JSON Schema judges one document at a time, so what needs the whole spec (one definition per
 name and namespace, a passthru interface alone on its parent, siblings agreeing on bc_cutoff,
 MACs unique per parent) is the parser's alone; so are byte lengths of non-ASCII names and the
-YAML 1.1 spellings the parser refuses (see tests/test_schema.py for the full list).
+YAML spellings the parser refuses or takes as written (tests/test_schema.py lists them).
 """
 
 from __future__ import annotations
