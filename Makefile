@@ -11,6 +11,8 @@ PREFIX ?= /usr/local
 LIBDIR ?= /opt/macvland
 SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
+# journalctl reads catalogs from /usr/lib/systemd/catalog and /usr/local/lib/systemd/catalog.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint deps install clean bench generated
@@ -64,6 +66,9 @@ install: deps
 		systemd/macvland.service > macvland.service.tmp
 	install -D -m 0644 macvland.service.tmp $(UNITDIR)/macvland.service
 	rm -f macvland.service.tmp
+	sed 's#/usr/local/share/doc#$(PREFIX)/share/doc#' systemd/macvland.catalog > macvland.catalog.tmp
+	install -D -m 0644 macvland.catalog.tmp $(CATALOGDIR)/macvland.catalog
+	rm -f macvland.catalog.tmp
 	@if [ -e $(SYSCONFDIR)/macvland/macvland.yaml ]; then \
 		echo "keeping the existing $(SYSCONFDIR)/macvland/macvland.yaml"; \
 	else \
@@ -71,7 +76,7 @@ install: deps
 		{ printf 'version: 1\ninterfaces: []\n\n# The annotated example, for reference:\n'; \
 		  sed 's/^/# /' etc/macvland/macvland.yaml; } > $(SYSCONFDIR)/macvland/macvland.yaml; \
 	fi
-	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; journalctl --update-catalog; fi
 	@echo "installed; start with: systemctl enable --now macvland"
 
 clean:

@@ -149,6 +149,10 @@ def info(message: str) -> None:
     log.info(message)
 
 
+def warning(message: str) -> None:
+    log.warning(message)
+
+
 def spec_parsed(interfaces: int, seconds: float) -> None:
     """Debug-level: how long parsing the spec took (the daemon logs each parse)."""
     if log.isEnabledFor(logging.DEBUG):

@@ -1,4 +1,4 @@
-"""The command line: validate, plan, apply, status, and run (the daemon).
+"""The command line: validate, plan, apply, status, run (the daemon), and reload.
 
 Exit codes: 0 success (for `plan`: nothing would change), 1 error or not converged, 2 `plan`
 found something to change.
@@ -167,10 +167,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_file:
         from macvland.metrics import Metrics  # prometheus_client: only when asked for
         metrics = Metrics(args.metrics_file)
+    ledger = Ledger()
     with Namespaces() as namespaces:
-        daemon = Daemon(_config(args), namespaces, Ledger(), resync=args.resync,
-                        debounce=args.debounce / 1000, metrics=metrics)
+        daemon = Daemon(_config(args), namespaces, ledger, resync=args.resync,
+                        debounce=args.debounce / 1000, metrics=metrics,
+                        reloads=ledger.directory)
         return daemon.run()
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from macvland.ledger import state_directory
+    from macvland.reload import request
+
+    done = request(args.pid, state_directory(), args.timeout)
+    kept = f"spec {done.in_force[:12]}" if done.in_force else "no spec"
+    if done.rejected:
+        print(f"macvland reload: the spec was rejected ({done.problems} problem(s); "
+              f"`journalctl -u macvland -p err` lists them); {kept} stays in force",
+              file=sys.stderr)
+        return 1
+    print(f"reloaded: {kept} in force; {done.status}")
+    return 0
 
 
 def _children(observed: ObservedState) -> dict[str, list[Link]]:
@@ -270,6 +287,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log", choices=("auto", "journal", "stderr"), default="auto",
                      help="where the audit trail goes: journald natively with structured "
                      "fields, or stderr as lines; auto picks journald under systemd")
+    reload = commands.add_parser(
+        "reload", help="make the daemon re-read the spec, and wait until it is in force",
+        description="send SIGHUP to the daemon and wait until the pass that re-read the spec "
+        "is over: exit 0 when it is in force, 1 when it was rejected (the old one stays) or "
+        "the daemon did not answer in time. systemd's ExecReload= runs this.")
+    reload.set_defaults(func=cmd_reload)
+    reload.add_argument("--pid", type=int, required=True,
+                        help="the daemon's process id ($MAINPID under systemd)")
+    reload.add_argument("--timeout", type=_positive, default=60.0, metavar="SECONDS",
+                        help="how long to wait for the daemon's answer (default 60)")
     return top
 
 

@@ -16,10 +16,15 @@ from macvland.errors import MacvlandError
 DEFAULT_STATE_DIR = "/run/macvland"
 
 
+def state_directory(state_dir: str | None = None) -> str:
+    """Where macvland keeps its state: the argument, else $MACVLAND_STATE_DIR, else /run."""
+    return state_dir or os.environ.get("MACVLAND_STATE_DIR") or DEFAULT_STATE_DIR
+
+
 class Ledger:
     def __init__(self, state_dir: str | None = None) -> None:
-        directory = state_dir or os.environ.get("MACVLAND_STATE_DIR") or DEFAULT_STATE_DIR
-        self.path = os.path.join(directory, "namespaces.json")
+        self.directory = state_directory(state_dir)
+        self.path = os.path.join(self.directory, "namespaces.json")
 
     def namespaces(self) -> frozenset[str]:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import signal
 import time
@@ -24,9 +25,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from macvland import audit
+from macvland import audit, reload
 from macvland.apply import Outcome
-from macvland.errors import SpecError
+from macvland.errors import MacvlandError, SpecError
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, Netns, ObservedState, State
 from macvland.netns import Namespaces
@@ -224,6 +225,8 @@ class Daemon:
     """Called after each read of the spec (the file watcher follows moved symlinks)."""
     metrics: Metrics | None = None
     """Told about each spec read and pass; writes its file after each pass (--metrics-file)."""
+    reloads: str | None = None
+    """The state directory where each SIGHUP's pass is recorded (`macvland reload` waits)."""
 
     desired: DesiredState | None = None
     wakeup: Wakeup = field(init=False)
@@ -241,6 +244,10 @@ class Daemon:
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
+    _reload_read: int | None = None
+    """When a read that a SIGHUP asked for happened (CLOCK_MONOTONIC ns), until recorded."""
+    _rejected: SpecError | None = None
+    _status: str = ""
 
     def __post_init__(self) -> None:
         self.wakeup = Wakeup(self.clock, _AT_ONCE)
@@ -320,6 +327,30 @@ class Daemon:
 
     def pass_once(self, triggers: set[Trigger]) -> bool:
         """Reload the spec if asked, then reconcile; False when nothing called for a pass."""
+        ran = self._pass_once(triggers)
+        if self._reload_read is not None:
+            self._record_reload(self._reload_read)
+        return ran
+
+    def _record_reload(self, read_ns: int) -> None:
+        self._reload_read = None
+        if self.reloads is None:
+            return
+        rejected, self._rejected = self._rejected, None
+        try:
+            reload.record(self.reloads, reload.Reloaded(
+                pid=os.getpid(), read_ns=read_ns,
+                in_force=self.desired.sha256 if self.desired else None,
+                rejected=rejected.sha256 if rejected else None,
+                problems=len(rejected.problems) if rejected else 0, status=self._status))
+        except MacvlandError as error:
+            audit.warning(str(error))
+
+    def _notify_passed(self, status: str) -> None:
+        self._status = status
+        self.notifier.passed(status)
+
+    def _pass_once(self, triggers: set[Trigger]) -> bool:
         trigger = min(triggers, key=list(Trigger).index)
         # A resync re-reads the spec too: a file event can be lost (a bind mount, a file
         # system without inotify), and the content hash makes the extra read free.
@@ -330,7 +361,7 @@ class Daemon:
                 return False  # our own reads, or a write that changed nothing
         if self.desired is None:
             # Nothing to enforce, and nothing torn down: up, and saying why it waits.
-            self.notifier.passed("no valid spec: waiting for a fix (see the log)")
+            self._notify_passed("no valid spec: waiting for a fix (see the log)")
             return False
         if triggers & {Trigger.SPEC, Trigger.NETNS, Trigger.DRIFT, Trigger.STARTUP}:
             self.backoff.retry_now()
@@ -351,7 +382,7 @@ class Daemon:
                                 self._links.overflows if self._links else 0)
         self._account(result, triggers, now)
         self.last = result
-        self.notifier.passed(summary(result.remaining.verdicts))
+        self._notify_passed(summary(result.remaining.verdicts))
         return True
 
     def _read_ahead(self, trigger: Trigger | None) -> None:
@@ -386,11 +417,15 @@ class Daemon:
     def _load_spec(self, trigger: Trigger) -> bool:
         """Read the spec; True when a new valid one took force (or a reload was asked)."""
         forced, self._reload = self._reload, False
-        if forced and trigger is not Trigger.STARTUP:
-            self.notifier.reloading()
+        if forced:
+            self._reload_read = reload.now_ns()
+            if trigger is not Trigger.STARTUP:
+                self.notifier.reloading()
         try:
             desired = self._parse()
         except SpecError as error:
+            if forced:
+                self._rejected = error
             if error.sha256 != self._seen_sha256 or forced:
                 self._seen_sha256 = error.sha256
                 audit.spec_rejected(error, self.config,

@@ -79,15 +79,35 @@ def test_unit_keeps_its_promises() -> None:
                 "CapabilityBoundingSet": {"CAP_NET_ADMIN", "CAP_SYS_ADMIN"}}
     for key, values in expected.items():
         assert values <= settings.get(key, set()), key
-    assert settings["ExecReload"] == {"/bin/kill", "-HUP", "$MAINPID"}
+    assert settings["ExecReload"] == {"/usr/local/bin/macvland", "reload", "--pid", "$MAINPID"}
     assert "WatchdogSec" in settings
     # Boot never waits on the network for us.
     assert not any("network-online" in v for vs in settings.values() for v in vs)
 
 
+def test_catalog_explains_every_message_id(tmp_path: Path) -> None:
+    """journalctl itself parses the catalog, in a root of the test's own."""
+    catalogs = tmp_path / "usr" / "lib" / "systemd" / "catalog"
+    catalogs.mkdir(parents=True)
+    shutil.copy(ROOT / "systemd" / "macvland.catalog", catalogs)
+    subprocess.run(["journalctl", f"--root={tmp_path}", "--update-catalog"], check=True)
+    listed = subprocess.run(["journalctl", f"--root={tmp_path}", "--list-catalog"],
+                            capture_output=True, text=True, check=True).stdout
+    subjects = dict(line.split(" ", 1) for line in listed.splitlines())
+    assert set(subjects) == set(MESSAGE_IDS.values())
+    for event, message_id in MESSAGE_IDS.items():
+        entry = subprocess.run(["journalctl", f"--root={tmp_path}", "--dump-catalog",
+                                message_id], capture_output=True, text=True, check=True).stdout
+        header, _, body = entry.partition("\n\n")
+        assert "Subject: macvland " in header, event
+        assert "Defined-By: macvland" in header, event
+        # What happened, then (a second paragraph) why it matters and what to do.
+        assert body.strip().count("\n\n") >= 1 or event == "spec-accepted", event
+
+
 def test_make_install_keeps_an_existing_spec(tmp_path: Path) -> None:
     dirs = {"PREFIX": tmp_path / "usr", "LIBDIR": tmp_path / "opt", "SYSCONFDIR": tmp_path / "etc",
-            "UNITDIR": tmp_path / "units"}
+            "UNITDIR": tmp_path / "units", "CATALOGDIR": tmp_path / "catalog"}
     spec = dirs["SYSCONFDIR"] / "macvland" / "macvland.yaml"
     make = ["make", "-C", str(ROOT), "install", *(f"{k}={v}" for k, v in dirs.items())]
 
@@ -96,6 +116,9 @@ def test_make_install_keeps_an_existing_spec(tmp_path: Path) -> None:
     assert fresh.startswith("version: 1\ninterfaces: []\n")  # nothing created by surprise
     unit = (dirs["UNITDIR"] / "macvland.service").read_text()
     assert f"ExecStart={dirs['PREFIX']}/bin/macvland run" in unit
+    assert f"ExecReload={dirs['PREFIX']}/bin/macvland reload --pid $MAINPID" in unit
+    catalog = (dirs["CATALOGDIR"] / "macvland.catalog").read_text()
+    assert f"file://{dirs['PREFIX']}/share/doc/macvland/README.md" in catalog
     check = subprocess.run([str(dirs["PREFIX"] / "bin" / "macvland"), "validate", "-c",
                             str(spec)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
@@ -109,10 +132,11 @@ class Daemon:
     """`macvland run` as a real process inside the lab's home namespace."""
 
     def __init__(self, lab: Lab, spec: Path, env: dict[str, str],
-                 wrap: list[str] | None = None, log: str = "stderr") -> None:
+                 wrap: list[str] | None = None, log: str = "stderr",
+                 args: tuple[str, ...] = ()) -> None:
         self.log_path = spec.parent / "daemon.log"
         command = [*(wrap or []), "ip", "netns", "exec", lab.home, MACVLAND, "run", "-c",
-                   str(spec), "--log", log]
+                   str(spec), "--log", log, *args]
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT,
@@ -226,6 +250,90 @@ def test_sd_notify_protocol(lab: Lab, tmp_path: Path, notify: NotifySocket) -> N
 def test_the_watchdog_is_pinged_only_when_someone_listens(
         environ: dict[str, str], interval: float | None) -> None:
     assert Notifier(environ).watchdog_interval == interval
+
+
+def reload(pid: int, state_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MACVLAND, "reload", "--pid", str(pid), *args], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "MACVLAND_STATE_DIR": state_dir})
+
+
+def test_reload_returns_once_the_spec_it_read_is_in_force(lab: Lab, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "macvland.yaml", lab)
+    # A long debounce: the pass comes seconds after the signal, so a reload that did not wait
+    # for it would return while the kernel still has the old mode.
+    daemon = Daemon(lab, spec, {}, args=("--debounce", "1500"))
+    try:
+        wait_for(lambda: "mv-web" in lab.links(), "mv-web")
+        pid = daemon.process.pid
+        for mode in ("private", "bridge"):
+            write_spec(spec, lab, mode=mode)
+            done = reload(pid, lab.state_dir)
+            assert done.returncode == 0, done.stderr
+            assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == mode
+            assert done.stdout.startswith("reloaded: spec "), done.stdout
+            assert "1 in sync, 1 pending: mv-db waits for netns" in done.stdout
+
+        write_spec(spec, lab, mode="vepa")
+        # Overlapping reloads are all answered, by one pass or more.
+        together = [subprocess.Popen([MACVLAND, "reload", "--pid", str(pid)],
+                                     env={**os.environ, "MACVLAND_STATE_DIR": lab.state_dir},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    for _ in range(4)]
+        assert [p.wait(timeout=120) for p in together] == [0, 0, 0, 0]
+        assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
+
+        spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
+        refused = reload(pid, lab.state_dir)
+        assert refused.returncode == 1
+        assert "the spec was rejected (2 problem(s);" in refused.stderr
+        assert "stays in force" in refused.stderr
+        assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
+        assert "spec rejected" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
+
+
+def _reaped_child(script: str) -> tuple[subprocess.Popen[str], int]:
+    """A process whose parent (a shell) reaps it, as systemd reaps a main process."""
+    shell = subprocess.Popen(["sh", "-c", f"{script} & echo $!; wait"], stdout=subprocess.PIPE,
+                             text=True)
+    assert shell.stdout is not None
+    return shell, int(shell.stdout.readline())
+
+
+def test_reload_of_a_process_that_exits_fails_clearly(tmp_path: Path) -> None:
+    shell, pid = _reaped_child("sleep 60")  # SIGHUP ends it
+    try:
+        done = reload(pid, str(tmp_path))
+        assert (done.returncode, done.stderr) == (
+            1, f"macvland: process {pid} exited before finishing the reload\n")
+    finally:
+        shell.kill()
+        shell.wait()
+
+
+def test_reload_of_a_process_that_never_answers_fails_in_bounded_time(tmp_path: Path) -> None:
+    armed = tmp_path / "armed"
+    shell, pid = _reaped_child(
+        f"{sys.executable} -c 'import signal, time; "
+        f"signal.signal(signal.SIGHUP, signal.SIG_IGN); open(\"{armed}\", \"w\"); "
+        "time.sleep(60)'")
+    try:
+        wait_for(armed.exists, "SIGHUP ignored")
+        done = reload(pid, str(tmp_path), "--timeout", "0.5")
+        assert done.returncode == 1
+        assert done.stderr.startswith(
+            f"macvland: process {pid} did not finish the reload within 0.5 s: no answer in "
+            f"{tmp_path}/reload.json"), done.stderr
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        shell.wait()
+
+
+def test_reload_of_no_process_fails_clearly(tmp_path: Path) -> None:
+    done = reload(2**22 + 1, str(tmp_path))  # above pid_max's ceiling: never a process
+    assert (done.returncode, done.stderr) == (1, f"macvland: no process {2**22 + 1} to reload\n")
 
 
 class Journald:
