@@ -72,6 +72,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from macvland.intake import load_spec
 from macvland.ledger import Ledger
 from macvland.model import OWNER_ALIAS, Key
 from macvland.netns import Namespaces
@@ -86,7 +87,6 @@ from macvland.rtnl import (
     messages,
     u32,
 )
-from macvland.spec import load_spec
 
 NETNS_DIR = "/run/netns"
 MODES = ("bridge", "vepa", "private", "source")

@@ -25,14 +25,29 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/macvland/macvland.yaml"
 
 
+class UsageError(MacvlandError):
+    """A setting given to the command that cannot be used."""
+
+
 def _config(args: argparse.Namespace) -> str:
     return str(args.config or os.environ.get("MACVLAND_CONFIG") or DEFAULT_CONFIG)
 
 
-def _load(args: argparse.Namespace) -> DesiredState:
-    from macvland.spec import load_spec
+def _max_bytes(args: argparse.Namespace) -> int:
+    from macvland.intake import max_bytes_from_env
 
-    return load_spec(_config(args))
+    if args.max_spec_bytes is not None:
+        return int(args.max_spec_bytes)
+    try:
+        return max_bytes_from_env()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _load(args: argparse.Namespace) -> DesiredState:
+    from macvland.intake import load_spec
+
+    return load_spec(_config(args), _max_bytes(args))
 
 
 def _verdict_line(v: Verdict) -> str:
@@ -171,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Namespaces() as namespaces:
         daemon = Daemon(_config(args), namespaces, ledger, resync=args.resync,
                         debounce=args.debounce / 1000, metrics=metrics,
-                        reloads=ledger.directory)
+                        reloads=ledger.directory, max_bytes=_max_bytes(args))
         return daemon.run()
 
 
@@ -249,6 +264,12 @@ def parser() -> argparse.ArgumentParser:
     config = _Parser(add_help=False)
     config.add_argument("-c", "--config", help="spec file, or directory of *.yaml fragments "
                         f"(default: $MACVLAND_CONFIG or {DEFAULT_CONFIG})")
+    from macvland.intake import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
+
+    config.add_argument("--max-spec-bytes", type=_size, metavar="BYTES",
+                        help="refuse a larger spec (a directory: all fragments together) "
+                        f"before reading it; K, M, G suffixes (default: ${MAX_BYTES_ENV} or "
+                        f"{DEFAULT_MAX_BYTES >> 20}M)")
     for name, func, doc, json_flag in (
         ("validate", cmd_validate, "check the spec; exit 1 with every error", False),
         ("plan", cmd_plan, "show what apply would do; exit 2 if something would change", True),
@@ -298,6 +319,15 @@ def parser() -> argparse.ArgumentParser:
     reload.add_argument("--timeout", type=_positive, default=60.0, metavar="SECONDS",
                         help="how long to wait for the daemon's answer (default 60)")
     return top
+
+
+def _size(text: str) -> int:
+    from macvland.intake import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> float:

@@ -31,16 +31,25 @@ class SpecProblem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        # A problem of the file as a whole (unsafe, unreadable, too large) has no line.
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+PROBLEM_LIMIT = 50
+"""How many problems a SpecError keeps and shows; the rest are counted ("and N more")."""
+
+
 class SpecError(MacvlandError):
-    def __init__(self, problems: list[SpecProblem], sha256: str = "") -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+    def __init__(self, problems: list[SpecProblem], sha256: str = "", omitted: int = 0) -> None:
+        ordered = sorted(problems, key=lambda p: (p.file, p.line, p.column))
+        self.problems = ordered[:PROBLEM_LIMIT]
+        self.omitted = omitted + len(ordered) - len(self.problems)
+        """Problems found beyond the ones kept."""
         self.sha256 = sha256
         """Hash of the rejected content ("" when it could not be read at all)."""
-        super().__init__("\n".join(str(p) for p in self.problems))
+        more = [f"... and {self.omitted:,} more problem(s)"] if self.omitted else []
+        super().__init__("\n".join([*map(str, self.problems), *more]))
 
 
 class KernelError(MacvlandError):

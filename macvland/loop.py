@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from macvland import audit, reload
 from macvland.apply import Outcome
 from macvland.errors import MacvlandError, SpecError
+from macvland.intake import DEFAULT_MAX_BYTES, read_spec
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, Netns, ObservedState, State
 from macvland.netns import Namespaces
@@ -35,7 +36,7 @@ from macvland.observe import LinkCache
 from macvland.ops import Change, Create, Move, show
 from macvland.plan import Condition, PlanMemo, Verdict, summary
 from macvland.reconcile import PassResult, reconcile
-from macvland.spec import ParseMemo, SpecSource, parse_source, read_spec
+from macvland.spec import ParseMemo, SpecSource, parse_source
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
@@ -219,6 +220,8 @@ class Daemon:
     resync: float = 300.0
     debounce: float = 0.05
     netns_dir: str = "/run/netns"
+    max_bytes: int = DEFAULT_MAX_BYTES
+    """A larger spec is refused before it is read."""
     clock: Clock = time.monotonic
     notifier: Notifier = field(default_factory=Notifier)
     on_spec_read: Callable[[], None] = lambda: None
@@ -394,13 +397,13 @@ class Daemon:
         if trigger is not Trigger.SPEC:
             return
         try:
-            source = read_spec(self.config)
+            source = read_spec(self.config, self.max_bytes)
             self._parsed = (source.sha256, self._timed_parse(source))
         except SpecError as error:
             self._parsed = (error.sha256, error)
 
     def _parse(self) -> DesiredState:
-        source = read_spec(self.config)
+        source = read_spec(self.config, self.max_bytes)
         parsed, self._parsed = self._parsed, None
         if parsed is not None and parsed[0] == source.sha256:
             if isinstance(parsed[1], SpecError):

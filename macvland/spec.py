@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any, AnyStr, TypeVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from macvland.errors import SpecError, SpecProblem
+from macvland.errors import PROBLEM_LIMIT, SpecError, SpecProblem
 from macvland.model import DesiredState, Key, MacvlanSpec, Mode, State, netns_label
 from macvland.settings import (
     ITEM_KEYS,
@@ -47,10 +46,7 @@ from macvland.settings import (
     mode_conflict,
 )
 
-__all__ = [
-    "SPEC_VERSION", "ParseMemo", "SpecSource", "load_spec", "parse_source", "parse_spec",
-    "read_spec",
-]
+__all__ = ["SPEC_VERSION", "ParseMemo", "SpecSource", "parse_source", "parse_spec"]
 
 SPEC_VERSION = 1
 """The only spec format this macvland reads."""
@@ -91,25 +87,6 @@ class SpecSource:
     """Fragments that could not be read (reported with the parse's problems)."""
 
 
-def load_spec(path: str) -> DesiredState:
-    """Read and parse the spec at `path`, a file or a directory of `*.yaml` fragments.
-
-    An unreadable file, or a directory without fragments, is a SpecError too.
-    """
-    return parse_source(read_spec(path))
-
-
-def read_spec(path: str) -> SpecSource:
-    """The spec's bytes and their hash; SpecError when there is nothing to read."""
-    try:
-        if os.path.isdir(path):
-            return _read_directory(path)
-        data = _read(path)
-    except OSError as exc:
-        raise SpecError([_unreadable(path, exc)]) from exc
-    return SpecSource(path, ((path, data),), hashlib.sha256(data).hexdigest())
-
-
 ParseMemo = dict[tuple[object, ...], "_Parsed"]
 """Interfaces parsed before, by file, place and text: what a caller keeps between parses."""
 
@@ -123,29 +100,6 @@ def parse_source(source: SpecSource, memo: ParseMemo | None = None) -> DesiredSt
     parse used.
     """
     return _merge(source.files, source.path, source.sha256, source.problems, memo)
-
-
-def _read_directory(directory: str) -> SpecSource:
-    """The fragments in name order; OSError when the directory cannot be listed."""
-    names = _fragment_names(directory)
-    if not names:
-        message = "no *.yaml fragments (to manage no interfaces, add one with 'interfaces: []')"
-        raise SpecError([SpecProblem(directory, 0, 0, "", message)])
-    fragments: list[tuple[str, bytes]] = []
-    problems: list[SpecProblem] = []
-    # Names and contents are length-framed, so a rename changes the hash as an edit does.
-    digest = hashlib.sha256()
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            data = _read(path)
-        except OSError as exc:
-            problems.append(_unreadable(path, exc))
-            continue
-        for part in (os.fsencode(name), data):
-            digest.update(len(part).to_bytes(8, "big") + part)
-        fragments.append((path, data))
-    return SpecSource(directory, tuple(fragments), digest.hexdigest(), tuple(problems))
 
 
 @contextlib.contextmanager
@@ -171,64 +125,56 @@ def _merge(
     memo: ParseMemo | None = None,
 ) -> DesiredState:
     """Parse each file on its own, then check the interfaces of all of them together."""
-    found = list(problems)
+    found = _Found()
+    for problem in problems:
+        found.add(problem)
     items: list[_Parsed] = []
     used: ParseMemo = {}
     for filename, text in files:
-        report = _Report(filename)
-        items += _parse_file(text, report, memo or {}, used)
-        found += report.problems
+        items += _parse_file(text, _Report(filename, found), memo or {}, used)
     if memo is not None:
         memo.clear()
         memo.update(used)
-    found += (problem for check in _CROSS_CHECKS for problem in check(items))
-    if found:
-        raise SpecError(found, sha256)
+    for check in _CROSS_CHECKS:
+        for problem in check(items):
+            found.add(problem)
+    if found.count:
+        raise SpecError(found.kept, sha256, omitted=found.count - len(found.kept))
     return DesiredState(interfaces=tuple(item.spec for item in items), source=source, sha256=sha256)
-
-
-# --- files and directories ----------------------------------------------------------------
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
-
-
-def _unreadable(path: str, exc: OSError) -> SpecProblem:
-    return SpecProblem(path, 0, 0, "", f"cannot read: {exc.strerror or exc}")
-
-
-def _fragment_names(directory: str) -> list[str]:
-    """The names of the directory's fragments, sorted: the order their interfaces merge in."""
-    with os.scandir(directory) as entries:
-        return sorted(entry.name for entry in entries if _is_fragment(entry))
-
-
-def _is_fragment(entry: os.DirEntry[str]) -> bool:
-    """A visible `*.yaml` regular file, or a symlink to one.
-
-    A dangling symlink counts too: left out, its interfaces would be deleted without a word,
-    while read, it fails with "cannot read".
-    """
-    if entry.name.startswith(".") or not entry.name.endswith(".yaml"):
-        return False
-    return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
 
 
 # --- collecting problems ------------------------------------------------------------------
 
 
 @dataclass(slots=True)
+class _Found:
+    """Every problem counted, the first PROBLEM_LIMIT kept: a file of a million mistakes
+    costs the memory of a few dozen messages, and is reported as "and N more"."""
+
+    kept: list[SpecProblem] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, problem: SpecProblem) -> None:
+        self.count += 1
+        if len(self.kept) < PROBLEM_LIMIT:
+            self.kept.append(problem)
+
+
+@dataclass(slots=True)
 class _Report:
-    """The problems found so far in one file."""
+    """Where the problems of one file go."""
 
     file: str
-    problems: list[SpecProblem] = field(default_factory=list)
+    found: _Found = field(default_factory=_Found)
+
+    @property
+    def count(self) -> int:
+        """How many problems were found so far (in the whole spec)."""
+        return self.found.count
 
     def add(self, line: int, column: int, path: str, message: str) -> None:
         """Record a problem at a 1-based line and column."""
-        self.problems.append(SpecProblem(self.file, line, column, path, message))
+        self.found.add(SpecProblem(self.file, line, column, path, message))
 
     def at(self, node: Node, path: str, message: str) -> None:
         """Record a problem where `node` starts."""
@@ -273,8 +219,44 @@ def _decode(data: bytes, report: _Report) -> str | None:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+MAX_NODES = 500_000
+"""YAML nodes a spec may have: 10,000 interfaces with every setting have 170,000. Memory
+follows nodes, not bytes: a few megabytes of `[a,a,a,...]` are millions of nodes, and
+composed, gigabytes; counted first, they cost no memory."""
+
+_COUNT_ABOVE = 256 << 10
+"""Texts smaller than this cannot hold enough nodes to matter, so they are not counted."""
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent,
+                yaml.MappingStartEvent)
+
+
+def _too_many_nodes(source: str) -> bool:
+    """True when the text has more than MAX_NODES nodes; it stops counting there.
+
+    The parser's events come one at a time, so counting them holds no tree. A text that does
+    not parse is left to the composer, whose message says where.
+    """
+    if len(source) <= _COUNT_ABOVE:
+        return False
+    count = 0
+    try:
+        for event in yaml.parse(source, Loader=_FAST_LOADER):
+            if isinstance(event, _NODE_EVENTS):
+                count += 1
+                if count > MAX_NODES:
+                    return True
+    except yaml.YAMLError:
+        return False
+    return False
+
+
 def _compose(source: str, report: _Report) -> Node | None:
     """The node of the spec's only document, or None when there is nothing to walk."""
+    if _too_many_nodes(source):
+        report.add(1, 1, "", f"the document has more than {MAX_NODES:,} YAML nodes; a spec of "
+                   "10,000 interfaces with every setting has 170,000")
+        return None
     try:
         documents = list(yaml.compose_all(source, Loader=_FAST_LOADER))
     except (yaml.YAMLError, RecursionError):
@@ -562,9 +544,9 @@ def _parse_remembered(node: Node, path: str, report: _Report, source: str,
     key = (report.file, path, start.line, start.column, source[start.index:end.index])
     parsed = memo.get(key)
     if parsed is None:
-        before = len(report.problems)
+        before = report.count
         parsed = _parse_interface(node, path, report)
-        if parsed is None or len(report.problems) != before:
+        if parsed is None or report.count != before:
             return parsed
     used[key] = parsed
     return parsed
@@ -593,9 +575,21 @@ def _parse_document(root: Node, report: _Report,
         hint = " (write 'interfaces: []' for none)" if _is_null(interfaces) else ""
         report.at(interfaces, "interfaces", f"expected a list, got {_describe(interfaces)}{hint}")
         return []
-    parsed = [parse_item(item, f"interfaces[{index}]")
-              for index, item in enumerate(interfaces.value)]
-    return [item for item in parsed if item is not None]
+    parsed: list[_Parsed] = []
+    first: dict[int, int] = {}
+    for index, item in enumerate(interfaces.value):
+        path = f"interfaces[{index}]"
+        # An alias repeats a node, and so an interface: an error every time, found without
+        # walking the node again (a list of a million aliases is a few megabytes of text).
+        earlier = first.setdefault(id(item), index)
+        if earlier != index:
+            report.at(item, path, f"repeats interfaces[{earlier}] through an alias: that "
+                      "defines the same interface twice")
+            continue
+        one = parse_item(item, path)
+        if one is not None:
+            parsed.append(one)
+    return parsed
 
 
 def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:

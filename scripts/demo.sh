@@ -94,6 +94,9 @@ command -v ip >/dev/null || { echo "the demo needs 'ip' from iproute2" >&2; exit
 # --- set-up --------------------------------------------------------------------------------
 
 step "Set up a sandbox"
+# macvland refuses a spec that anyone but root can change (like sshd's StrictModes), so the
+# demo's files are made with a umask that keeps them so; mktemp -d's directory is 0700.
+umask 022
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mvdemo.XXXXXX")"
 export MACVLAND_STATE_DIR="$WORK/state"   # where macvland remembers the namespaces it used
 export MACVLAND_CONFIG="$WORK/macvland.yaml"

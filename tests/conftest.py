@@ -24,6 +24,10 @@ from macvland.reconcile import PassResult, reconcile
 
 NETNS_DIR = "/run/netns"
 
+# macvland refuses a spec that someone other than root can write; whatever umask the test run
+# inherits (CI may have 000), the specs tests write must be 0644, not 0666.
+os.umask(0o022)
+
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)

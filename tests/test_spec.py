@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from macvland.errors import SpecError, SpecProblem
+from macvland.intake import load_spec, read_spec
 from macvland.model import DesiredState, Flag, MacvlanSpec, Mode, State
-from macvland.spec import ParseMemo, load_spec, parse_source, parse_spec, read_spec
+from macvland.spec import ParseMemo, parse_source, parse_spec
 
 FILE = "macvland.yaml"
 
@@ -842,8 +843,7 @@ def test_public_surface() -> None:
     import macvland.spec
 
     assert sorted(macvland.spec.__all__) == [
-        "ParseMemo", "SPEC_VERSION", "SpecSource", "load_spec", "parse_source", "parse_spec",
-        "read_spec"]
+        "ParseMemo", "SPEC_VERSION", "SpecSource", "parse_source", "parse_spec"]
 
 
 ITEM = "  - name: {name}\n    parent: eth1\n    mode: {mode}\n"
