@@ -6,7 +6,7 @@ What macvland reads decides what it creates and deletes as root, so before a byt
   fragments and every directory on the way to them (up to /) must be owned by root or by
   macvland's own user, and writable by nobody else. A directory writable by others is fine
   when it has the sticky bit (like /tmp): nobody but an entry's owner can rename or replace
-  that entry. Symlinks (kubelet's `..data` layout) are judged by their targets, and every
+  that entry; so are write bits on a read-only mount (a Kubernetes ConfigMap volume). Symlinks (kubelet's `..data` layout) are judged by their targets, and every
   directory the resolution passes through counts: whoever can write one of them can point
   the spec elsewhere. Each problem names the path, what is wrong and the command that fixes it.
 - **Only regular files.** A FIFO, a device or a socket is refused, never opened for a blocking
@@ -223,6 +223,8 @@ def _problem(path: str, what: str, is_directory: bool) -> SpecProblem | None:
         wrong.append(f"owned by {_user(info.st_uid)}")
         fixes.append(f"chown root {path}")
     writers = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writers and _read_only_mount(path):
+        writers = 0  # a ConfigMap volume is 0777 on a read-only mount: nobody writes it here
     # Sticky: others may add entries, but not rename or replace one they do not own.
     if writers and not (is_directory and info.st_mode & stat.S_ISVTX):
         who = []
@@ -241,6 +243,13 @@ def _problem(path: str, what: str, is_directory: bool) -> SpecProblem | None:
     message = (f"{what} is {' and '.join(wrong)}: macvland acts only on a spec that nobody "
                f"but {owner} can change; fix: {'; '.join(fixes)}")
     return SpecProblem(path, 0, 0, "", message)
+
+
+def _read_only_mount(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _user(uid: int) -> str:

@@ -184,6 +184,23 @@ def test_a_safe_configmap_layout_is_accepted(tmp_path: Path) -> None:
     assert unsafe_paths(str(tmp_path / "macvland.yaml")) == []
 
 
+def test_write_bits_on_a_read_only_mount_are_no_danger(tmp_path: Path) -> None:
+    # A ConfigMap volume: a world-writable directory, mounted read-only into the container.
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "macvland.yaml").write_text(GOOD)
+    volume.chmod(0o777)
+    binary = shutil.which("macvland", path=os.path.dirname(sys.executable))
+    assert binary
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+              'exec "$2" validate -c "$1/macvland.yaml"')
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             script, "_", str(volume), binary],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert unsafe_paths(str(volume / "macvland.yaml")) != []  # writable where it is not ro
+
+
 def test_every_unsafe_path_is_reported_at_once(tmp_path: Path) -> None:
     directory = tmp_path / "etc"
     directory.mkdir()
