@@ -6,9 +6,10 @@ What macvland reads decides what it creates and deletes as root, so before a byt
   fragments and every directory on the way to them (up to /) must be owned by root or by
   macvland's own user, and writable by nobody else. A directory writable by others is fine
   when it has the sticky bit (like /tmp): nobody but an entry's owner can rename or replace
-  that entry; so are write bits on a read-only mount (a Kubernetes ConfigMap volume). Symlinks (kubelet's `..data` layout) are judged by their targets, and every
-  directory the resolution passes through counts: whoever can write one of them can point
-  the spec elsewhere. Each problem names the path, what is wrong and the command that fixes it.
+  that entry; so are write bits on a read-only mount (a Kubernetes ConfigMap volume).
+  Symlinks (kubelet's `..data` layout) are judged by their targets, and every directory the
+  resolution passes through counts: whoever can write one of them can point the spec
+  elsewhere. Each problem names the path, what is wrong and the command that fixes it.
 - **Only regular files.** A FIFO, a device or a socket is refused, never opened for a blocking
   read (`/dev/zero` would never end, a FIFO never start).
 - **A size bound.** A spec above `max_bytes` (a fragments directory: all fragments together)
