@@ -76,7 +76,9 @@ def test_unit_keeps_its_promises() -> None:
                 "RestrictAddressFamilies": {"AF_NETLINK", "AF_UNIX"},
                 "NoNewPrivileges": {"yes"}, "ProtectSystem": {"strict"}, "ProtectHome": {"yes"},
                 "PrivateTmp": {"yes"}, "SystemCallArchitectures": {"native"},
-                "CapabilityBoundingSet": {"CAP_NET_ADMIN", "CAP_SYS_ADMIN"}}
+                "CapabilityBoundingSet": {"CAP_NET_ADMIN", "CAP_SYS_ADMIN"},
+                # MountAPIVFS= (implied) keeps /run writable; hidepid=invisible exempts root.
+                "ReadOnlyPaths": {"/run"}, "ProtectProc": {"ptraceable"}}
     for key, values in expected.items():
         assert values <= settings.get(key, set()), key
     assert settings["ExecReload"] == {"/usr/local/bin/macvland", "reload", "--pid", "$MAINPID"}
