@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from macvland.errors import KernelError, MacvlandError
-from macvland.model import OWNER_ALIAS, Flag, Key, Mode, Netns, State
+from macvland.model import DRIVER_KINDS, OWNER_ALIAS, Flag, Key, Kind, Mode, Netns, State
 from macvland.netns import Namespaces
 from macvland.ops import (
     AddAddress,
@@ -50,6 +50,8 @@ from macvland.rtnl import (
     IFLA_MACVLAN_MODE,
     IFLA_MTU,
     IFLA_NET_NS_FD,
+    IFLA_NUM_RX_QUEUES,
+    IFLA_NUM_TX_QUEUES,
     MACADDR_ADD,
     MACADDR_DEL,
     MACADDR_SET,
@@ -303,8 +305,13 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
                 body.append(mac(IFLA_ADDRESS, spec.mac))
             if spec.mtu:
                 body.append(u32(IFLA_MTU, spec.mtu))
-            body.append(_create_info(spec.mode, spec.flags, spec.source_macs, spec.bcqueuelen,
-                                     spec.bc_cutoff))
+            # Queues are fixed at creation (the planner recreates for a new count).
+            if spec.numtxqueues is not None:
+                body.append(u32(IFLA_NUM_TX_QUEUES, spec.numtxqueues))
+            if spec.numrxqueues is not None:
+                body.append(u32(IFLA_NUM_RX_QUEUES, spec.numrxqueues))
+            body.append(_create_info(spec.kind, spec.mode, spec.flags, spec.source_macs,
+                                     spec.bcqueuelen, spec.bc_cutoff))
             return [
                 _Request(None, RTM_NEWLINK, ifinfo(0, spec.state is State.UP) + b"".join(body),
                          NLM_F_CREATE | NLM_F_EXCL),
@@ -327,7 +334,8 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             index = _resolve(op.netns, op.name, op.ifindex, namespaces)
             how = MACADDR_ADD if isinstance(op, AddSourceMac) else MACADDR_DEL
             return [_Request(op.netns, RTM_NEWLINK, ifinfo(index) + macvlan_info(
-                u32(IFLA_MACVLAN_MACADDR_MODE, how), mac(IFLA_MACVLAN_MACADDR, op.mac)))]
+                u32(IFLA_MACVLAN_MACADDR_MODE, how), mac(IFLA_MACVLAN_MACADDR, op.mac),
+                kind=op.link_kind))]
         case AddAddress() | RemoveAddress():
             index = _resolve(op.netns, op.name, op.ifindex, namespaces)
             if isinstance(op, AddAddress):
@@ -354,16 +362,16 @@ _OWNER = string(IFLA_IFALIAS, OWNER_ALIAS)
 
 
 @functools.lru_cache(maxsize=1024)
-def _create_info(mode: Mode, flags: frozenset[Flag], source_macs: frozenset[str],
+def _create_info(kind: Kind, mode: Mode, flags: frozenset[Flag], source_macs: frozenset[str],
                  bcqueuelen: int | None, bc_cutoff: int | None) -> bytes:
-    """IFLA_LINKINFO of a new macvlan; most of a thousand creates share a few of these."""
+    """IFLA_LINKINFO of a new macvlan or macvtap; most of a thousand creates share a few."""
     data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]), macvlan_flags(flags)]
     if source_macs:
         data += [u32(IFLA_MACVLAN_MACADDR_MODE, MACADDR_SET),
                  nest(IFLA_MACVLAN_MACADDR_DATA,
                       *(mac(IFLA_MACVLAN_MACADDR, m) for m in sorted(source_macs)))]
     data += _broadcast(bcqueuelen, bc_cutoff)
-    return macvlan_info(*data)
+    return macvlan_info(*data, kind=kind)
 
 
 def _broadcast(bcqueuelen: int | None, bc_cutoff: int | None) -> list[bytes]:
@@ -388,7 +396,7 @@ def _change(op: Change, index: int) -> bytes:
     if (mtu := _new(op, "mtu", int)) is not None:
         body.append(u32(IFLA_MTU, mtu))
     if data:
-        body.append(macvlan_info(*data))
+        body.append(macvlan_info(*data, kind=op.link_kind))
     state = _new(op, "state", State)
     up = None if state is None else state is State.UP
     return ifinfo(index, up) + b"".join(body)
@@ -408,7 +416,7 @@ def _resolve(netns: Netns, name: str, ifindex: int | None, namespaces: Namespace
     if ifindex is not None:
         return ifindex
     link = namespaces.socket(netns).link(name)
-    if link.kind != "macvlan" or link.alias != OWNER_ALIAS:
+    if link.kind not in DRIVER_KINDS or link.alias != OWNER_ALIAS:
         raise MacvlandError(f"{name} was replaced by another interface after it was moved")
     return link.ifindex
 

@@ -225,7 +225,8 @@ def _tree_text(observed: ObservedState) -> str:
         for link in sorted(children, key=lambda lk: (lk.netns or "", lk.name)):
             owner = "managed" if link.owned else "not managed"
             state = "up" if link.up else "down"
-            lines.append(f"  {link.name}  netns {netns_label(link.netns)}  {link.mode}  {state}"
+            mode = f"macvtap {link.mode}" if link.kind == "macvtap" else str(link.mode)
+            lines.append(f"  {link.name}  netns {netns_label(link.netns)}  {mode}  {state}"
                          f"  mtu {link.mtu}  {link.mac}  ({owner}; kernel: {link.shown_as})")
     return "\n".join(lines) if lines else "no macvlan interfaces"
 
@@ -233,7 +234,7 @@ def _tree_text(observed: ObservedState) -> str:
 def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
     return [{"lower": lower, "children": [
         {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "shown_as": c.shown_as,
-         "mode": str(c.mode),
+         "kind": c.kind, "mode": str(c.mode),
          "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned} for c in children]}
         for lower, children in sorted(_children(observed).items())]
 

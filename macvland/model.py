@@ -89,6 +89,18 @@ class Addresses:
         return address in self.static or address in self.kernel
 
 
+class Kind(StrEnum):
+    """The two faces of the macvlan driver: a network interface, or one with a character
+    device (/dev/tapN) that a VM reads and writes frames through."""
+
+    MACVLAN = "macvlan"
+    MACVTAP = "macvtap"
+
+
+DRIVER_KINDS = frozenset(kind.value for kind in Kind)
+"""IFLA_INFO_KIND of the links macvland makes, adopts and deletes."""
+
+
 class Mode(StrEnum):
     BRIDGE = "bridge"
     VEPA = "vepa"
@@ -133,6 +145,7 @@ class MacvlanSpec:
     parent: str
     mode: Mode = Mode.BRIDGE
     netns: Netns = None
+    kind: Kind = Kind.MACVLAN
     flags: frozenset[Flag] = frozenset()
     source_macs: frozenset[str] = frozenset()
     mac: str | None = None
@@ -140,6 +153,8 @@ class MacvlanSpec:
     state: State = State.UP
     bcqueuelen: int | None = None
     bc_cutoff: int | None = None
+    numtxqueues: int | None = None
+    numrxqueues: int | None = None
     addresses: frozenset[IPInterface] | None = None
     """The exact set of static addresses; None leaves addresses alone."""
     routes: frozenset[Route] | None = None
@@ -197,6 +212,8 @@ class Link:
     bcqueuelen: int | None = None
     bc_cutoff: int | None = None
     """The parent-wide cutoff, with the kernel's default filled in when it omits it."""
+    numtxqueues: int | None = None
+    numrxqueues: int | None = None
 
     @property
     def key(self) -> Key:
@@ -204,7 +221,8 @@ class Link:
 
     @property
     def is_macvlan(self) -> bool:
-        return self.kind == "macvlan"
+        """A macvlan or a macvtap: the same driver, and the same rules of ownership."""
+        return self.kind in DRIVER_KINDS
 
     @property
     def owned(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Protocol
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import (
     DEFAULT_BC_CUTOFF,
+    DRIVER_KINDS,
     Addresses,
     Flag,
     IPInterface,
@@ -139,7 +140,7 @@ def _relation(netns: Netns, raw: RawLink, local: Mapping[int, str],
 
 def _link(raw: RawLink, netns: Netns, parent: str | None, lower: str | None,
           shown_as: str) -> Link:
-    macvlan = raw.kind == "macvlan"
+    macvlan = raw.kind in DRIVER_KINDS
     return Link(
         netns=netns,
         name=raw.name,
@@ -158,4 +159,6 @@ def _link(raw: RawLink, netns: Netns, parent: str | None, lower: str | None,
         bcqueuelen=raw.bcqueuelen,
         bc_cutoff=(raw.bc_cutoff if raw.bc_cutoff is not None else DEFAULT_BC_CUTOFF)
         if macvlan else None,
+        numtxqueues=raw.num_tx_queues,
+        numrxqueues=raw.num_rx_queues,
     )

@@ -60,7 +60,7 @@ class Create:
 
     def describe(self) -> str:
         s = self.spec
-        settings = [f"macvlan {s.mode} on {s.parent}"]
+        settings = [f"{s.kind} {s.mode} on {s.parent}"]
         settings += [part for setting in _CREATE_LINE if (part := setting.in_create(s))]
         verb = f"recreate ({self.recreate})" if self.recreate else "create"
         return f"{interface_label(s.name, s.netns)}: {verb}: {', '.join(settings)}"
@@ -72,7 +72,7 @@ class Create:
 
 
 _CREATE_LINE = tuple(s for s in SETTINGS
-                     if s.update is not Update.IDENTITY and s.key not in ("parent", "mode"))
+                     if s.update is not Update.IDENTITY and s.key not in ("parent", "mode", "kind"))
 """The settings a create line lists after its head ("macvlan bridge on eth1")."""
 
 
@@ -127,12 +127,14 @@ class Adopt:
     name: str
     ifindex: int
     parent: str
+    link_kind: str = "macvlan"
 
     kind = "adopt"
     phase = 2
 
     def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: adopt existing macvlan on {self.parent}"
+        return (f"{interface_label(self.name, self.netns)}: adopt existing {self.link_kind} "
+                f"on {self.parent}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "adopt", "netns": self.netns, "name": self.name, "ifindex": self.ifindex}
@@ -146,6 +148,8 @@ class Change:
     name: str
     ifindex: int | None
     changes: tuple[FieldChange, ...]
+    link_kind: str = "macvlan"
+    """The link's IFLA_INFO_KIND, which a change of its macvlan settings must name."""
 
     kind = "change"
     phase = 2
@@ -174,6 +178,7 @@ class _SourceMac:
     name: str
     ifindex: int | None
     mac: str
+    link_kind: str = "macvlan"
 
     kind = ""
     phase = 2

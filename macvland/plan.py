@@ -267,7 +267,7 @@ def _existing(spec: MacvlanSpec, link: Link, parent_ifindex: int,
     if not link.is_macvlan:
         kind = link.kind or "device"
         return Verdict(spec, Condition.CONFLICT,
-                       f"{link.name} already exists as a {kind}, not a macvlan"), ()
+                       f"{link.name} already exists as a {kind}, not a {spec.kind}"), ()
     if not link.owned and link.parent != spec.parent:
         return Verdict(spec, Condition.CONFLICT,
                        f"{link.name} is a macvlan on {link.lower} that macvland does not "
@@ -278,7 +278,8 @@ def _existing(spec: MacvlanSpec, link: Link, parent_ifindex: int,
         ops = (Delete(link.netns, link.name, link.ifindex, link.parent, why, True),
                Create(spec, parent_ifindex, why))
     else:
-        adopt = () if link.owned else (Adopt(link.netns, link.name, link.ifindex, spec.parent),)
+        adopt = () if link.owned else (Adopt(link.netns, link.name, link.ifindex, spec.parent,
+                                                     _kind(link)),)
         ops = (*adopt, *_converge(link, spec, link.ifindex))
     return _verdict(spec, ops), ops
 
@@ -340,9 +341,13 @@ def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Op
         if old != new:
             changes.append(FieldChange(setting.key, old, new))
     if changes:
-        yield Change(link.netns, link.name, ifindex, tuple(changes))
+        yield Change(link.netns, link.name, ifindex, tuple(changes), _kind(link))
     for steps in _OWN_STEPS.values():
         yield from steps(link, spec, ifindex)
+
+
+def _kind(link: Link) -> str:
+    return link.kind or "macvlan"
 
 
 def _source_mac_steps(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Operation]:
@@ -350,9 +355,9 @@ def _source_mac_steps(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Ite
         # Leaving source mode flushes the list in the kernel, so it is only managed here.
         have = link.source_macs if link.mode is Mode.SOURCE else frozenset()
         for mac in sorted(spec.source_macs - have):
-            yield AddSourceMac(link.netns, link.name, ifindex, mac)
+            yield AddSourceMac(link.netns, link.name, ifindex, mac, _kind(link))
         for mac in sorted(have - spec.source_macs):
-            yield RemoveSourceMac(link.netns, link.name, ifindex, mac)
+            yield RemoveSourceMac(link.netns, link.name, ifindex, mac, _kind(link))
 
 
 _IN_PLACE = tuple(s for s in SETTINGS if s.update is Update.IN_PLACE)

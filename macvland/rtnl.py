@@ -53,6 +53,8 @@ IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 IFLA_GROUP = 27
+IFLA_NUM_TX_QUEUES = 31
+IFLA_NUM_RX_QUEUES = 32
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 IFLA_MACVLAN_MODE = 1
@@ -147,9 +149,10 @@ def mac(kind: int, value: str) -> bytes:
     return attr(kind, bytes.fromhex(value.replace(":", "")))
 
 
-def macvlan_info(*data: bytes) -> bytes:
-    """IFLA_LINKINFO naming the macvlan kind, with the given IFLA_MACVLAN_* attributes."""
-    info = [string(IFLA_INFO_KIND, "macvlan")]
+def macvlan_info(*data: bytes, kind: str = "macvlan") -> bytes:
+    """IFLA_LINKINFO naming `kind` (macvlan or macvtap: the kernel refuses a change that names
+    another kind than the link's), with the given IFLA_MACVLAN_* attributes."""
+    info = [string(IFLA_INFO_KIND, kind)]
     if data:
         info.append(nest(IFLA_INFO_DATA, *data))
     return nest(IFLA_LINKINFO, *info)
@@ -236,6 +239,7 @@ def _pick(view: memoryview, offset: int, wanted: frozenset[int]) -> dict[int, me
 
 
 _LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO,
+                         IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES,
                          IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_GROUP})
 _INFO_ATTRS = frozenset({IFLA_INFO_KIND, IFLA_INFO_DATA})
 _MACVLAN_ATTRS = frozenset({IFLA_MACVLAN_MODE, IFLA_MACVLAN_FLAGS, IFLA_MACVLAN_MACADDR_DATA,
@@ -282,6 +286,8 @@ class RawLink:
     bcqueuelen: int | None = None
     bc_cutoff: int | None = None
     group: int = 0
+    num_tx_queues: int | None = None
+    num_rx_queues: int | None = None
 
 
 def link_index(body: memoryview) -> int:
@@ -299,7 +305,7 @@ def decode_link(body: memoryview) -> RawLink:
         linkinfo = _pick(found[IFLA_LINKINFO], 0, _INFO_ATTRS)
         if IFLA_INFO_KIND in linkinfo:
             kind = _text(linkinfo[IFLA_INFO_KIND])
-        if kind == "macvlan" and IFLA_INFO_DATA in linkinfo:
+        if kind in ("macvlan", "macvtap") and IFLA_INFO_DATA in linkinfo:
             info = _pick(linkinfo[IFLA_INFO_DATA], 0, _MACVLAN_ATTRS)
     mode = flagbits = None
     macs: frozenset[str] = frozenset()
@@ -329,6 +335,10 @@ def decode_link(body: memoryview) -> RawLink:
         bc_cutoff=(_S32.unpack(info[IFLA_MACVLAN_BC_CUTOFF])[0]
                    if IFLA_MACVLAN_BC_CUTOFF in info else None),
         group=_U32.unpack(found[IFLA_GROUP])[0] if IFLA_GROUP in found else 0,
+        num_tx_queues=(_U32.unpack(found[IFLA_NUM_TX_QUEUES])[0]
+                       if IFLA_NUM_TX_QUEUES in found else None),
+        num_rx_queues=(_U32.unpack(found[IFLA_NUM_RX_QUEUES])[0]
+                       if IFLA_NUM_RX_QUEUES in found else None),
     )
 
 

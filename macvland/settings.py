@@ -37,7 +37,7 @@ from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from macvland.model import FLAG_MODE, Flag, Link, MacvlanSpec, Mode, State
+from macvland.model import FLAG_MODE, Flag, Kind, Link, MacvlanSpec, Mode, State
 
 __all__ = [  # noqa: RUF022 (the table first, then its parts)
     "SETTINGS", "Setting", "Update", "Kind", "ValueType", "Choice", "Integer", "Mac", "Name",
@@ -283,10 +283,6 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
 # --- the declarations ---------------------------------------------------------------------
 
 
-class Kind(StrEnum):
-    MACVLAN = "macvlan"
-
-
 @dataclass(frozen=True, slots=True)
 class Setting:
     key: str
@@ -374,6 +370,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("netns", NetnsName(), "Where the interface lives (absent: macvland's own "
             "namespace); a new value moves it.", Update.IDENTITY, applied="moved (in place)",
             absent_means="macvland's own namespace"),
+    Setting("kind", Choice(Kind), "`macvtap`: a macvlan with a character device, /dev/tapN "
+            "(N its ifindex), through which a VM sends and receives its frames.",
+            Update.RECREATE),
     Setting("flags", SetOf(Choice(Flag)), "`nopromisc` (passthru: leave the parent's "
             "promiscuity alone), `nodst` (source: also deliver by destination MAC).",
             item_modes=FLAG_MODE, item_noun="flag"),
@@ -389,6 +388,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bc_cutoff", Integer(-(2**31), 2**31 - 1), "Parent-wide broadcast cutoff: "
             "multicast groups with at most this many listeners skip the queue.",
             parent_wide=True, applied="in place (for the whole parent)"),
+    Setting("numtxqueues", Integer(1, 4096), "Transmit queues (multiqueue, e.g. one per "
+            "vCPU of a VM on a macvtap); fixed when the interface is made.", Update.RECREATE),
+    Setting("numrxqueues", Integer(1, 4096), "Receive queues; fixed when the interface is "
+            "made.", Update.RECREATE),
     Setting("state", Choice(State), "The administrative state; `absent`: make sure no "
             "macvlan of this name exists (deleted whoever made it; other settings ignored).",
             bare=True, observed=lambda link: State.UP if link.up else State.DOWN),

@@ -27,7 +27,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
 from macvland.errors import NamespaceUnavailable
-from macvland.model import Link, Netns, netns_label
+from macvland.model import DRIVER_KINDS, Link, Netns, netns_label
 from macvland.netns import Namespaces
 from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, link_index, messages
 
@@ -258,7 +258,7 @@ class LinkWatcher:
         links = list(sub.table.values())
         # The kernel announces a macvlan's mode, flags, source MACs and alias changing only
         # while it is up (netdev_state_change): where one is down, only a dump is the truth.
-        if any(link.kind == "macvlan" and not link.up for link in links):
+        if any(link.kind in DRIVER_KINDS and not link.up for link in links):
             return None
         return links
 

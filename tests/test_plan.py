@@ -18,6 +18,7 @@ from macvland.model import (
     OWNER_ALIAS,
     DesiredState,
     Flag,
+    Kind,
     Link,
     MacvlanSpec,
     Mode,
@@ -65,7 +66,7 @@ def link_from(spec: MacvlanSpec, ifindex: int, owned: bool = True, **overrides: 
         netns=spec.netns,
         name=spec.name,
         ifindex=ifindex,
-        kind="macvlan",
+        kind=str(spec.kind),
         up=spec.state is State.UP,
         mtu=spec.mtu if spec.mtu is not None else 1500,
         mac=spec.mac if spec.mac is not None else f"02:00:00:00:10:{ifindex:02x}",
@@ -77,6 +78,8 @@ def link_from(spec: MacvlanSpec, ifindex: int, owned: bool = True, **overrides: 
         source_macs=spec.source_macs if spec.mode is Mode.SOURCE else frozenset(),
         bcqueuelen=spec.bcqueuelen if spec.bcqueuelen is not None else DEFAULT_BC_QUEUE_LEN,
         bc_cutoff=spec.bc_cutoff if spec.bc_cutoff is not None else DEFAULT_BC_CUTOFF,
+        numtxqueues=spec.numtxqueues if spec.numtxqueues is not None else 1,
+        numrxqueues=spec.numrxqueues if spec.numrxqueues is not None else 1,
     )
     return dataclasses.replace(link, **overrides)
 
@@ -747,3 +750,61 @@ def test_a_memo_reuses_the_decision_for_the_same_spec_and_link() -> None:
 
     assert again.verdicts[0] is first.verdicts[0]
     assert fresh.verdicts[0] == first.verdicts[0] and fresh.verdicts[0] is not first.verdicts[0]
+
+
+# --- kinds and queues -----------------------------------------------------------------------
+
+TAP = {"kind": Kind.MACVTAP}
+
+RECREATE_CASES = [
+    pytest.param({}, TAP, "kind macvlan -> macvtap", id="macvlan->macvtap"),
+    pytest.param(TAP, {}, "kind macvtap -> macvlan", id="macvtap->macvlan"),
+    pytest.param({"numtxqueues": 1}, {"numtxqueues": 4}, "numtxqueues 1 -> 4", id="txqueues"),
+    pytest.param({"numrxqueues": 4}, {"numrxqueues": 1}, "numrxqueues 4 -> 1", id="rxqueues"),
+    pytest.param({**TAP, "numtxqueues": 2}, {**TAP, "numtxqueues": 8}, "numtxqueues 2 -> 8",
+                 id="macvtap-txqueues"),
+]
+
+
+@pytest.mark.parametrize(("have", "want", "why"), RECREATE_CASES)
+def test_kind_and_queues_are_fixed_at_creation(
+        have: dict[str, Any], want: dict[str, Any], why: str) -> None:
+    wanted = spec(**want)
+    p = plan(desired(wanted), observed(link_from(spec(**have), 10)))
+    assert p.operations == (Delete(None, "mv0", 10, "eth1", why, recreate=True),
+                            Create(wanted, ETH1.ifindex, recreate=why))
+
+
+def test_unset_queues_are_left_as_the_kernel_has_them() -> None:
+    p = plan(desired(spec(**TAP)), observed(link_from(spec(**TAP, numtxqueues=8), 10)))
+    assert p.operations == ()
+
+
+def test_a_macvtap_change_names_its_kind() -> None:
+    want = spec(**TAP, mode=Mode.SOURCE, source_macs=frozenset({MAC_A}))
+    have = link_from(spec(**TAP), 10, kind="macvtap")
+    p = plan(desired(want), observed(have))
+    assert p.operations == (
+        Change(None, "mv0", 10, (FieldChange("mode", Mode.BRIDGE, Mode.SOURCE),), "macvtap"),
+        AddSourceMac(None, "mv0", 10, MAC_A, "macvtap"),
+    )
+
+
+def test_an_unowned_macvtap_is_adopted_as_one() -> None:
+    want = spec(**TAP)
+    p = plan(desired(want), observed(link_from(want, 10, owned=False, kind="macvtap")))
+    assert [op.describe() for op in p.operations] == ["mv0: adopt existing macvtap on eth1"]
+
+
+def test_a_veth_where_a_macvtap_is_wanted_is_a_conflict() -> None:
+    p = plan(desired(spec(**TAP)), observed(veth("mv0", 10)))
+    assert p.operations == ()
+    assert verdict_of(p) == Verdict(spec(**TAP), Condition.CONFLICT,
+                                    "mv0 already exists as a veth, not a macvtap")
+
+
+def test_a_macvtap_create_line_names_kind_and_queues() -> None:
+    p = plan(desired(spec(**TAP, numtxqueues=4, numrxqueues=2)), observed())
+    assert [op.describe() for op in p.operations] == [
+        "mv0: create: macvtap bridge on eth1, numtxqueues 4, numrxqueues 2, up"]
+    assert p.operations[0].to_dict()["kind"] == "macvtap"

@@ -11,7 +11,7 @@ import pytest
 
 from macvland.errors import SpecError, SpecProblem
 from macvland.intake import load_spec, read_spec
-from macvland.model import DesiredState, Flag, MacvlanSpec, Mode, State
+from macvland.model import DesiredState, Flag, Kind, MacvlanSpec, Mode, State
 from macvland.spec import ParseMemo, parse_source, parse_spec
 
 FILE = "macvland.yaml"
@@ -1144,3 +1144,36 @@ def test_the_cycle_collector_is_running_again_after_a_parse() -> None:
     with pytest.raises(SpecError):
         parse_spec("version: 1\ninterfaces: [\n", "spec.yaml")
     assert gc.isenabled()
+
+
+# --- kind and queues ------------------------------------------------------------------------
+
+KIND_ERRORS = [
+    ("kind_misspelt", ONE + "    kind: macvtab\n", 5, 11, "interfaces[0].kind",
+     "'macvtab' is not one of macvlan, macvtap (did you mean 'macvtap'?)"),
+    ("numtxqueues_zero", ONE + "    numtxqueues: 0\n", 5, 18, "interfaces[0].numtxqueues",
+     "0 is out of range 1..4096"),
+    ("numrxqueues_string", ONE + "    numrxqueues: four\n", 5, 18, "interfaces[0].numrxqueues",
+     "expected an integer, got string 'four'"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "path", "message"),
+                         [pytest.param(*case[1:], id=case[0]) for case in KIND_ERRORS])
+def test_kind_and_queue_problems_are_reported_at_their_place(
+        text: str, line: int, column: int, path: str, message: str) -> None:
+    (problem,) = problems_of(text)
+    assert (problem.line, problem.column, problem.path) == (line, column, path)
+    assert message in problem.message
+
+
+def test_a_macvtap_takes_every_macvlan_setting() -> None:
+    (spec,) = parse(ONE + "    kind: macvtap\n    mode: source\n    flags: [nodst]\n"
+                    "    source_macs: [02:00:00:00:00:01]\n    numtxqueues: 4\n"
+                    "    numrxqueues: 2\n    bcqueuelen: 10\n")
+    assert spec == MacvlanSpec(name="mv0", parent="eth0", kind=Kind.MACVTAP, mode=Mode.SOURCE,
+                               flags=frozenset({Flag.NODST}),
+                               source_macs=frozenset({"02:00:00:00:00:01"}), numtxqueues=4,
+                               numrxqueues=2, bcqueuelen=10)
+    (default,) = parse(ONE)
+    assert default.kind is Kind.MACVLAN
