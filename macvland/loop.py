@@ -510,15 +510,18 @@ class Daemon:
 
     def _interest(self) -> dict[Netns, Interest]:
         """Which links' events matter, per namespace: what the spec names, what we own, and
-        the parents."""
+        the parents; and whose address and route events matter."""
         if self.desired is None or self.last is None:
             return {}
         observed: ObservedState = self.last.observed
         names: dict[Netns, set[str]] = defaultdict(set)
+        layered: dict[Netns, set[str]] = defaultdict(set)
         for spec in self.desired.interfaces:
             names[spec.netns].add(spec.name)
             if spec.state is not State.ABSENT:
                 names[None].add(spec.parent)
+                if spec.addresses is not None or spec.routes is not None:
+                    layered[spec.netns].add(spec.name)
         for link in observed.owned():
             names[link.netns].add(link.name)
         interest = {}
@@ -526,5 +529,6 @@ class Daemon:
             present = observed.links.get(netns, {})
             wanted = frozenset(names.get(netns, ()))
             interest[netns] = Interest(wanted, frozenset(
-                present[n].ifindex for n in wanted if n in present))
+                present[n].ifindex for n in wanted if n in present), frozenset(
+                present[n].ifindex for n in layered.get(netns, ()) if n in present))
         return interest

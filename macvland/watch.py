@@ -1,4 +1,5 @@
-"""What wakes the daemon: the spec's files, /run/netns, and netlink link events.
+"""What wakes the daemon: the spec's files, /run/netns, and netlink link, address and route
+events.
 
 Events carry no orders to the loop: a watcher only calls `wake(trigger)`, and the loop then
 compares whole states, so an event lost or merged costs latency, never correctness. The link
@@ -29,12 +30,31 @@ from watchdog.observers.api import ObservedWatch
 from macvland.errors import NamespaceUnavailable
 from macvland.model import DRIVER_KINDS, Link, Netns, netns_label
 from macvland.netns import Namespaces
-from macvland.rtnl import RTM_DELLINK, RTM_NEWLINK, RawLink, decode_link, link_index, messages
+from macvland.rtnl import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    RTPROT_MACVLAND,
+    SOL_NETLINK,
+    RawLink,
+    decode_address,
+    decode_link,
+    decode_route,
+    link_index,
+    messages,
+)
 
 log = logging.getLogger("macvland")
 
 RTMGRP_LINK = 0x1
 SO_RCVBUFFORCE = 33
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_DROP_MEMBERSHIP = 2
+RTNLGRP_LAYERS = (5, 7, 9, 11)
+"""RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE."""
 
 
 class Trigger(StrEnum):
@@ -169,15 +189,30 @@ class Interest:
 
     names: frozenset[str] = frozenset()
     ifindexes: frozenset[int] = frozenset()
+    layered: frozenset[int] = frozenset()
+    """Links whose addresses or routes macvland manages: their address and route events
+    matter too (a namespace without any is not subscribed to those at all)."""
 
 
 class _Subscription:
     def __init__(self, sock: socket.socket, identity: tuple[int, int], interest: Interest) -> None:
         self.sock = sock
         self.identity = identity
-        self.interest = interest
+        self.interest = Interest()
+        self.layers = False
+        """Subscribed to address and route events."""
+        self.want(interest)
         self.table: dict[int, RawLink] | None = None
         """The namespace's links, kept current from events once seeded by a dump."""
+
+    def want(self, interest: Interest) -> None:
+        self.interest = interest
+        layers = bool(interest.layered)
+        if layers != self.layers:
+            how = NETLINK_ADD_MEMBERSHIP if layers else NETLINK_DROP_MEMBERSHIP
+            for group in RTNLGRP_LAYERS:
+                self.sock.setsockopt(SOL_NETLINK, how, group)
+            self.layers = layers
 
 
 class LinkWatcher:
@@ -231,7 +266,7 @@ class LinkWatcher:
                     del self._subscriptions[netns]
             for netns, wanted in interest.items():
                 if netns in self._subscriptions:
-                    self._subscriptions[netns].interest = wanted
+                    self._subscriptions[netns].want(wanted)
                     continue
                 try:
                     sock, identity = self._namespaces.open_event_socket(netns)
@@ -305,6 +340,8 @@ class LinkWatcher:
             for kind, _flags, _seq, body in messages(data):
                 if kind in (RTM_NEWLINK, RTM_DELLINK):
                     latest[link_index(body)] = (kind, body)
+                elif not relevant and kind in _LAYER_EVENTS:
+                    relevant = _layer_event_matters(kind, body, sub.interest.layered)
         interest = sub.interest
         for kind, body in latest.values():
             link = decode_link(body)
@@ -336,6 +373,21 @@ class LinkWatcher:
                 self._read.clear()
                 self._wake(Trigger.DRIFT)
                 self._read.wait()  # until the loop has read them: select would only repeat
+
+
+_LAYER_EVENTS = frozenset({RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE})
+
+
+def _layer_event_matters(kind: int, body: memoryview, layered: frozenset[int]) -> bool:
+    """Whether an address or route event could change a plan: a static address (not one the
+    kernel made, such as a link-local address finishing DAD), or one of macvland's routes, on
+    a link whose layers macvland manages."""
+    if kind in (RTM_NEWADDR, RTM_DELADDR):
+        address = decode_address(body)
+        return address is not None and address.ifindex in layered and address.static
+    route = decode_route(body)
+    return (route is not None and route.protocol == RTPROT_MACVLAND
+            and route.oif in layered)
 
 
 def _drain(fd: int) -> bool:
