@@ -228,14 +228,29 @@ def _tree_text(observed: ObservedState) -> str:
             mode = f"macvtap {link.mode}" if link.kind == "macvtap" else str(link.mode)
             lines.append(f"  {link.name}  netns {netns_label(link.netns)}  {mode}  {state}"
                          f"  mtu {link.mtu}  {link.mac}  ({owner}; kernel: {link.shown_as})")
+            addresses, routes = _layers_of(observed, link)
+            if addresses:
+                lines.append(f"    addresses {', '.join(addresses)}")
+            if routes:
+                lines.append(f"    routes {', '.join(routes)}")
     return "\n".join(lines) if lines else "no macvlan interfaces"
+
+
+def _layers_of(observed: ObservedState, link: Link) -> tuple[list[str], list[str]]:
+    """The static addresses and macvland's routes on a link, where they were read (only in
+    namespaces whose interfaces have some in the spec)."""
+    addresses = observed.addresses.get(link.netns, {}).get(link.ifindex)
+    routes = observed.routes.get(link.netns, {}).get(link.ifindex, frozenset())
+    return (sorted(map(str, addresses.static)) if addresses else [], sorted(map(str, routes)))
 
 
 def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
     return [{"lower": lower, "children": [
         {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "shown_as": c.shown_as,
          "kind": c.kind, "mode": str(c.mode),
-         "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned} for c in children]}
+         "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned,
+         **dict(zip(("addresses", "routes"), _layers_of(observed, c), strict=True))}
+        for c in children]}
         for lower, children in sorted(_children(observed).items())]
 
 
