@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # prometheus (for promtool) and prometheus-node-exporter: the metrics tests use the real tools.
-DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux \
+DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux iputils-ping \
 	prometheus prometheus-node-exporter
 # Where `make install` puts things (override for a staged or test install).
 PREFIX ?= /usr/local
