@@ -71,9 +71,10 @@ class Create:
                 **{setting.key: _jsonable(setting.wanted(s)) for setting in SETTINGS}}
 
 
-_CREATE_LINE = tuple(s for s in SETTINGS
-                     if s.update is not Update.IDENTITY and s.key not in ("parent", "mode", "kind"))
-"""The settings a create line lists after its head ("macvlan bridge on eth1")."""
+_CREATE_LINE = tuple(s for s in SETTINGS if s.update not in (Update.IDENTITY, Update.LAYER)
+                     and s.key not in ("parent", "mode", "kind"))
+"""The settings a create line lists after its head ("macvlan bridge on eth1"); addresses and
+routes follow as operations of their own."""
 
 
 @dataclass(frozen=True, slots=True)

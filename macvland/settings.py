@@ -21,14 +21,17 @@ To add a setting:
 2. append a Setting to SETTINGS (the order is the order of plan lines and of the README);
 3. say how it is carried out: `Update.IN_PLACE` settings go out in the one RTM_NEWLINK of a
    Change (encode it in apply._change and apply._create_info), `Update.RECREATE` ones are
-   encoded at creation only, and `Update.OWN` ones need a planner function in
-   plan._OWN_STEPS that yields the operations (ops.py) that carry them out;
+   encoded at creation only, `Update.OWN` ones need a planner function in
+   plan._OWN_STEPS that yields the operations (ops.py) that carry them out, and
+   `Update.LAYER` ones (addresses, routes) are planned by plan._layer_ops from what
+   observe.py reads of that layer;
 4. run `make generated` to refresh the README table and etc/macvland/macvland.schema.json
    (tests/test_settings.py fails until they match the code).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import operator
 import os
 import re
@@ -37,11 +40,26 @@ from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from macvland.model import FLAG_MODE, Flag, Kind, Link, MacvlanSpec, Mode, State
+from macvland.model import (
+    FLAG_MODE,
+    MAIN_TABLE,
+    Flag,
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    Kind,
+    Link,
+    MacvlanSpec,
+    Mode,
+    Route,
+    State,
+    default_metric,
+)
 
 __all__ = [  # noqa: RUF022 (the table first, then its parts)
     "SETTINGS", "Setting", "Update", "Kind", "ValueType", "Choice", "Integer", "Mac", "Name",
-    "NetnsName", "SetOf", "Text", "Invalid", "by_key", "did_you_mean", "jsonable",
+    "NetnsName", "SetOf", "Text", "Invalid", "InvalidFields", "Prefix", "Gateway",
+    "Destination", "RouteItem", "by_key", "did_you_mean", "jsonable",
     "mode_conflict", "show",
 ]
 
@@ -79,6 +97,9 @@ class Update(StrEnum):
     """Fixed at creation: a new value deletes and recreates the interface."""
     OWN = "in place, step by step"
     """Changed by operations of its own (plan._OWN_STEPS), not by the link request."""
+    LAYER = "in place, above the link"
+    """What the interface carries (addresses, routes): planned per layer (plan._layer_ops)
+    after the link is in place, and put back after a create or a move."""
 
 
 # --- value types ------------------------------------------------------------------------------
@@ -260,11 +281,149 @@ class Mac(Text):
         return "unicast MAC (`02:00:00:00:00:01`)"
 
 
+_IP_PATTERN = r"[0-9A-Fa-f:.]*[0-9A-Fa-f]"
+"""Loose: the parser judges what an address is; the schema only its shape."""
+
+
+def _ip(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise Invalid(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix(Text):
+    """An address with its prefix length, as an interface carries it: 192.0.2.10/24.
+
+    Host bits are the point here; what is refused is what no interface should carry: an
+    IPv4 network or broadcast address of its own prefix (below /31), and multicast,
+    loopback or unspecified addresses.
+    """
+
+    def check(self, text: str) -> IPInterface:
+        address, slash, length = text.partition("/")
+        ip = _ip(address)
+        if not slash:
+            example = "192.0.2.10/24" if ip.version == 4 else "2001:db8::10/64"
+            raise Invalid(f"{text!r} has no prefix length (write it, like {example})")
+        if not length.isdigit() or int(length) > ip.max_prefixlen:
+            raise Invalid(f"{text!r}: the prefix length must be 0..{ip.max_prefixlen}")
+        interface = ipaddress.ip_interface(f"{ip}/{int(length)}")
+        if ip.is_multicast or ip.is_loopback or ip.is_unspecified:
+            kind = "multicast" if ip.is_multicast else (
+                "loopback" if ip.is_loopback else "unspecified")
+            raise Invalid(f"{text!r} is a {kind} address; an interface cannot carry it")
+        network = interface.network
+        if ip.version == 4 and network.prefixlen < 31 and ip in (
+                network.network_address, network.broadcast_address):
+            which = "network" if ip == network.network_address else "broadcast"
+            raise Invalid(f"{text!r} is the {which} address of {network}")
+        return interface
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^{_IP_PATTERN}/[0-9]{{1,3}}$"}
+
+    def summary(self) -> str:
+        return "address/prefix (`192.0.2.10/24`, `2001:db8::10/64`)"
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway(Text):
+    """A unicast address to route through (a route's `via`)."""
+
+    def check(self, text: str) -> IPAddress:
+        ip = _ip(text)
+        if ip.is_multicast or ip.is_unspecified:
+            raise Invalid(f"{text!r} cannot be a gateway")
+        return ip
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^{_IP_PATTERN}$"}
+
+    def summary(self) -> str:
+        return "address"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination(Text):
+    """A route's `to`: a prefix without host bits, a bare address (a host route), or
+    `default` (the family is then its gateway's). None stands for `default`."""
+
+    def check(self, text: str) -> IPNetwork | None:
+        if text == "default":
+            return None
+        address, slash, length = text.partition("/")
+        ip = _ip(address)
+        if slash and (not length.isdigit() or int(length) > ip.max_prefixlen):
+            raise Invalid(f"{text!r}: the prefix length must be 0..{ip.max_prefixlen}")
+        try:
+            return ipaddress.ip_network(f"{ip}/{length}" if slash else str(ip))
+        except ValueError:
+            network = ipaddress.ip_interface(f"{ip}/{length}").network
+            raise Invalid(f"{text!r} has host bits set (the prefix is {network})") from None
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^(default|{_IP_PATTERN}(/[0-9]{{1,3}})?)$"}
+
+    def summary(self) -> str:
+        return "prefix, address or `default`"
+
+
+class InvalidFields(Invalid):
+    """Problems inside a mapping value, each at one of its keys (None: the mapping itself)."""
+
+    def __init__(self, problems: list[tuple[str | None, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+_TABLE = Integer(1, 2**32 - 1)
+_RESERVED_TABLES = {255: "local"}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteItem(ValueType):
+    """A route through the interface: `to`, and optional `via`, `metric` and `table`."""
+
+    fields: tuple[tuple[str, ValueType, bool], ...] = (
+        ("to", Destination(), True), ("via", Gateway(), False),
+        ("metric", Integer(0, 2**32 - 1), False), ("table", _TABLE, False))
+    """(key, type, required) of each key of the mapping."""
+
+    def build(self, values: Mapping[str, Any]) -> Route:
+        """The route from its checked values; InvalidFields names the key at fault."""
+        to, via = values["to"], values.get("via")
+        if to is None:
+            if via is None:
+                raise InvalidFields([("to", "'default' needs 'via' to say its family "
+                                            "(without one, write 0.0.0.0/0 or ::/0)")])
+            to = ipaddress.ip_network("0.0.0.0/0" if via.version == 4 else "::/0")
+        if via is not None and via.version != to.version:
+            raise InvalidFields([("via", f"{via} is IPv{via.version}, but 'to' ({to}) is "
+                                         f"IPv{to.version}")])
+        table = values.get("table", MAIN_TABLE)
+        if table in _RESERVED_TABLES:
+            raise InvalidFields([("table", f"table {table} is the kernel's "
+                                           f"{_RESERVED_TABLES[table]} table")])
+        metric = values.get("metric", default_metric(to.version))
+        return Route(to, via, metric, table)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object",
+                "properties": {key: kind.schema() for key, kind, _ in self.fields},
+                "required": [key for key, _, required in self.fields if required],
+                "additionalProperties": False}
+
+    def summary(self) -> str:
+        return "{`to`, `via`, `metric`, `table`}"
+
+
 @dataclass(frozen=True, slots=True)
 class SetOf(ValueType):
     """A YAML list of distinct items, as a frozenset; a repeated item is an error."""
 
-    item: Text
+    item: Text | RouteItem
 
     def schema(self) -> dict[str, Any]:
         return {"type": "array", "items": self.item.schema(), "uniqueItems": True}
@@ -395,6 +554,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("state", Choice(State), "The administrative state; `absent`: make sure no "
             "macvlan of this name exists (deleted whoever made it; other settings ignored).",
             bare=True, observed=lambda link: State.UP if link.up else State.DOWN),
+    Setting("addresses", SetOf(Prefix()), "The exact set of static addresses: missing ones "
+            "are added, unlisted static ones removed. The kernel's own (IPv6 link-local, "
+            "SLAAC, temporary) are never removed.", Update.LAYER,
+            applied="in place, after the link (again after a move, which loses them)"),
+    Setting("routes", SetOf(RouteItem()), "Routes through the interface: `to` (prefix, "
+            "address, or `default` with `via`), optional `via` (same family), `metric` "
+            "(default 0 for IPv4, 1024 for IPv6), `table` (default 254, main). Marked "
+            "`proto macvland` (77); routes without the mark are never changed or removed.",
+            Update.LAYER, applied="in place, after the addresses; needs `state: up`"),
 )
 """Every setting of an interface, in the order plan lines and the README show them."""
 

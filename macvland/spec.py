@@ -38,6 +38,8 @@ from macvland.settings import (
     SETTINGS,
     Integer,
     Invalid,
+    InvalidFields,
+    RouteItem,
     SetOf,
     Setting,
     Text,
@@ -394,7 +396,35 @@ def _converter(kind: ValueType) -> Callable[[Node], Any]:
         return lambda node: kind.check(_text(node))
     if isinstance(kind, SetOf):
         return _converter(kind.item)
+    if isinstance(kind, RouteItem):
+        keys = [key for key, _, _ in kind.fields]
+        converters = {key: _converter(item) for key, item, _ in kind.fields}
+        required = [key for key, _, needed in kind.fields if needed]
+        return lambda node: _record(node, kind, keys, required, converters)
     raise TypeError(f"no YAML reading for {kind!r}")
+
+
+def _record(node: Node, kind: RouteItem, keys: Sequence[str], required: Sequence[str],
+            converters: dict[str, Callable[[Node], Any]]) -> Any:
+    """A mapping value (a route); InvalidFields names every key at fault at once."""
+    if not isinstance(node, MappingNode):
+        raise Invalid(f"expected a mapping with keys {', '.join(keys)}, got {_describe(node)}")
+    problems: list[tuple[str | None, str]] = []
+    values: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value) if isinstance(key_node, ScalarNode) else None
+        if key is None or key not in keys:
+            problems.append((None, _unknown_key(str(key), keys)))
+        elif key not in values:
+            try:
+                values[key] = converters[key](value_node)
+            except Invalid as exc:
+                problems.append((key, str(exc)))
+    problems += [(None, f"missing required key {key!r}") for key in required
+                 if key not in values and key not in (k for k, _ in problems)]
+    if problems:
+        raise InvalidFields(problems)
+    return kind.build(values)
 
 
 _CONVERTERS = {setting.key: _converter(setting.type) for setting in SETTINGS}
@@ -479,6 +509,12 @@ class _Fields:
             path = f"{self.path_of(key)}[{index}]"
             try:
                 value = convert(item)
+            except InvalidFields as exc:
+                for sub, message in exc.problems:
+                    at = _value_of(item, sub) if sub else item
+                    self.report.at(at, _join(path, sub) if sub else path, message)
+                self.bad.add(key)
+                continue
             except Invalid as exc:
                 self.report.at(item, path, str(exc))
                 self.bad.add(key)
@@ -491,6 +527,16 @@ class _Fields:
             first[value] = item
             items.append((path, item, value))
         return items
+
+
+def _value_of(mapping: Node, key: str) -> Node:
+    """The value node of `key` in a mapping node (the mapping itself if it has none)."""
+    if isinstance(mapping, MappingNode):
+        for key_node, value in mapping.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == key:
+                found: Node = value
+                return found
+    return mapping
 
 
 def _unknown_key(key: str, allowed: Sequence[str]) -> str:
@@ -605,13 +651,15 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
         key, convert = setting.key, _CONVERTERS[setting.key]
         if isinstance(setting.type, SetOf):
             lists[key] = items = fields.get_list(key, convert)
-            values[key] = frozenset(value for _, _, value in items)
+            absent = key not in fields.entries and _DEFAULTS[key] is None
+            values[key] = None if absent else frozenset(value for _, _, value in items)
         elif setting.required:
             values[key] = fields.require(key, convert)
         else:
             values[key] = fields.get(key, convert, _DEFAULTS[key])
     if "mode" not in fields.bad:
         _check_mode_settings(fields, values["mode"], lists)
+    _check_routes(fields, values["state"], lists["routes"])
     if values["name"] is None or values["parent"] is None:
         return None
     spec = MacvlanSpec(**values, origin=f"{report.file}:{_line(node)}")
@@ -638,6 +686,20 @@ def _check_mode_settings(fields: _Fields, mode: Mode,
                 isinstance(value, SequenceNode) and value.value):
             continue
         fields.report.at(key, fields.path_of(setting.key), mode_conflict(setting, mode))
+
+
+def _check_routes(fields: _Fields, state: State, routes: list[tuple[str, Node, Any]]) -> None:
+    """Routes the kernel could not hold as written."""
+    key = fields.key("routes")
+    if routes and key is not None and state is State.DOWN:
+        fields.report.at(key, fields.path_of("routes"), "routes need state: up (the kernel "
+                         "drops an interface's IPv4 routes while it is down)")
+    first: dict[object, Node] = {}
+    for path, node, route in routes:
+        other = first.setdefault(route.key, node)
+        if other is not node:
+            fields.report.at(node, path, f"route {route} has the destination, metric and table "
+                             f"of the route on line {_line(other)}; the kernel holds one")
 
 
 # --- checks across interfaces, of every file: at the later item, naming the earlier ------
@@ -726,6 +788,19 @@ def _check_unique_per_parent(items: list[_Parsed]) -> Iterator[SpecProblem]:
                     )
 
 
+def _check_routes_unique_per_netns(items: list[_Parsed]) -> Iterator[SpecProblem]:
+    """A namespace holds one route per destination, metric and table, whatever its device."""
+    first: dict[tuple[object, ...], _Parsed] = {}
+    for item in items:
+        if not item.usable("netns", "routes", "state") or item.spec.state is State.ABSENT:
+            continue
+        for route in sorted(item.spec.routes or (), key=str):
+            other = first.setdefault((item.spec.netns, *route.key), item)
+            if other is not item:
+                yield item.problem(f"route {route} is also a route of {other.where(item)} in "
+                                   f"the same namespace; the kernel holds one")
+
+
 _PARENT_WIDE: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.parent_wide)
 _UNIQUE_PER_PARENT: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.unique_per_parent)
 
@@ -734,4 +809,5 @@ _CROSS_CHECKS: tuple[Callable[[list[_Parsed]], Iterator[SpecProblem]], ...] = (
     _check_passthru_alone,
     _check_parent_wide_settings_agree,
     _check_unique_per_parent,
+    _check_routes_unique_per_netns,
 )
