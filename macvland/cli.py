@@ -186,7 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Namespaces() as namespaces:
         daemon = Daemon(_config(args), namespaces, ledger, resync=args.resync,
                         debounce=args.debounce / 1000, metrics=metrics,
-                        reloads=ledger.directory, max_bytes=_max_bytes(args))
+                        reloads=ledger.directory, max_bytes=_max_bytes(args),
+                        settle=args.settle)
         return daemon.run()
 
 
@@ -280,7 +281,7 @@ def parser() -> argparse.ArgumentParser:
     config = _Parser(add_help=False)
     config.add_argument("-c", "--config", help="spec file, or directory of *.yaml fragments "
                         f"(default: $MACVLAND_CONFIG or {DEFAULT_CONFIG})")
-    from macvland.intake import DEFAULT_MAX_BYTES, MAX_BYTES_ENV
+    from macvland.intake import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, MAX_BYTES_ENV
 
     config.add_argument("--max-spec-bytes", type=_size, metavar="BYTES",
                         help="refuse a larger spec (a directory: all fragments together) "
@@ -314,8 +315,12 @@ def parser() -> argparse.ArgumentParser:
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
                      help="the first event after a quiet spell starts a pass at once; what "
-                     "follows within MS is gathered into the next pass, as are spec file "
-                     "events (default 50)")
+                     "follows within MS is gathered into the next pass (default 50)")
+    run.add_argument("--settle", type=_positive, default=DEFAULT_SETTLE, metavar="SECONDS",
+                     help="a spec is read once its writer is done (closed it, renamed it into "
+                     "place); one a writer keeps open is read after it has not changed for "
+                     "SECONDS, which also bounds how long a reload waits for a writer "
+                     f"(default {DEFAULT_SETTLE:g})")
     run.add_argument("--metrics-file", type=_metrics_file, metavar="PATH",
                      help="write Prometheus metrics to PATH (*.prom, for node_exporter's "
                      "textfile collector) after each pass")

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from macvland.spec import SpecSource
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "MAX_BYTES_ENV", "being_written", "load_spec", "max_bytes_from_env",
-    "read_spec", "spec_files", "unsafe_paths",
+    "DEFAULT_MAX_BYTES", "DEFAULT_SETTLE", "MAX_BYTES_ENV", "being_written", "load_spec",
+    "max_bytes_from_env", "read_spec", "spec_files", "unsafe_paths",
 ]
 
 DEFAULT_MAX_BYTES = 4 << 20
@@ -51,6 +51,10 @@ memory follows YAML nodes, which spec.MAX_NODES bounds too: the worst spec measu
 both limits peaks at about 215 MB; 10,000 real interfaces at about 105 MB."""
 
 MAX_BYTES_ENV = "MACVLAND_MAX_SPEC_BYTES"
+
+DEFAULT_SETTLE = 5.0
+"""Seconds a spec still open for writing must stay unchanged to be read anyway (`run
+--settle`); also how long a reload waits for a writer at work (see reader.py)."""
 
 _SYMLINK_HOPS = 40
 """As many symlinks as the kernel follows in one path lookup (MAXSYMLINKS)."""

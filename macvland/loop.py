@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING
 from macvland import audit, reload
 from macvland.apply import Outcome
 from macvland.errors import MacvlandError, SpecError
-from macvland.intake import DEFAULT_MAX_BYTES, read_spec
+from macvland.intake import DEFAULT_MAX_BYTES, DEFAULT_SETTLE
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
-from macvland.ops import Change, Create, Move, show
+from macvland.ops import Change, Create, Move, Operation, show
 from macvland.plan import Condition, PlanMemo, Verdict, summary
+from macvland.reader import Intake, SpecReader
 from macvland.reconcile import PassResult, reconcile
-from macvland.spec import ParseMemo, SpecSource, parse_source
 from macvland.systemd import Notifier
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
@@ -203,13 +203,9 @@ class FightGuard:
         self._held.clear()
 
 
-# Triggers after which a correction is not a fight: the operator asked for the change, or a
-# namespace (re)appeared and its interfaces are created for the first time in it.
-_INTENDED = frozenset({Trigger.STARTUP, Trigger.SPEC, Trigger.NETNS})
-
-# What may start a pass the moment it comes. A spec file event may come while its writer is
-# still writing: its pass waits out the debounce window, so a half-written file is not read.
-_AT_ONCE = frozenset(Trigger) - {Trigger.SPEC}
+# What an operation is recorded as when the spec entry it serves did not change: the kernel
+# drifted from the spec, and the operation is a correction (a fight, if it keeps happening).
+_DRIFT = (Trigger.DRIFT, Trigger.RESYNC, Trigger.RETRY)
 
 
 @dataclass
@@ -222,6 +218,8 @@ class Daemon:
     netns_dir: str = "/run/netns"
     max_bytes: int = DEFAULT_MAX_BYTES
     """A larger spec is refused before it is read."""
+    settle: float = DEFAULT_SETTLE
+    """How long a spec still open for writing must stay unchanged to be read anyway."""
     clock: Clock = time.monotonic
     notifier: Notifier = field(default_factory=Notifier)
     on_spec_read: Callable[[], None] = lambda: None
@@ -240,10 +238,11 @@ class Daemon:
     cache: LinkCache | None = None
     """Link tables kept current by netlink events (the link watcher), instead of dumps."""
     _plans: PlanMemo = field(default_factory=dict)
-    _reload: bool = True
-    _parsed: tuple[str, DesiredState | SpecError] | None = None
-    _memo: ParseMemo = field(default_factory=dict)
-    """Interfaces parsed before, so a one-line edit is not a whole parse."""
+    reader: SpecReader = field(init=False)
+    """Reads and parses the spec on its own thread, once its writer is done."""
+    _changed: frozenset[str] | None = frozenset()
+    """The names whose spec entries the spec taking force in this pass changed (None: the
+    first spec, everything is new); operations on other names correct drift."""
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
@@ -253,27 +252,35 @@ class Daemon:
     _status: str = ""
 
     def __post_init__(self) -> None:
-        self.wakeup = Wakeup(self.clock, _AT_ONCE)
+        # A spec trigger comes only once its writer is done and it is parsed (the reader's
+        # settle rule), so every trigger may start a pass at once.
+        self.wakeup = Wakeup(self.clock)
+        self.reader = SpecReader(self.config, self.max_bytes,
+                                 lambda: self.wakeup.wake(Trigger.SPEC), self.settle, self.clock)
 
     def stop(self, *_: object) -> None:
         self.stopping = True
         self.wakeup.wake()
 
     def reload(self, *_: object) -> None:
-        self._reload = True
-        self.wakeup.wake(Trigger.SPEC)
+        """Read the spec now (SIGHUP), once no writer is at work (see reader.py)."""
+        self.reader.request(forced=True)
 
     def run(self) -> int:
-        files = FileWatcher(self.config, self.netns_dir, self.wakeup.wake)
+        files = FileWatcher(self.config, self.netns_dir, self.wakeup.wake, self.reader.changed)
         links = LinkWatcher(self.namespaces, self.wakeup.wake)
         previous = {sig: signal.signal(sig, handler) for sig, handler in (
             (signal.SIGTERM, self._on_signal), (signal.SIGINT, self._on_signal),
-            (signal.SIGHUP, self._on_hup))}
+            (signal.SIGHUP, self._on_hup),
+            # The writer check takes a read lease for an instant; a writer opening the file
+            # then makes the kernel send SIGIO, whose default action would kill us.
+            (signal.SIGIO, signal.SIG_IGN))}
         self.on_spec_read = files.follow
         self.cache = links
         self._links = links
         files.start()
         links.start()
+        self.reader.start()
         try:
             self.wakeup.wake(Trigger.STARTUP)
             resync_at = self.clock() + self.resync
@@ -288,8 +295,7 @@ class Daemon:
                                             self.fights.next_due(now)) if d is not None),
                                default=None)
                 due = [d for d in (resync_at, ping_at, retry_at) if d is not None]
-                triggers = self.wakeup.wait(max(0.0, min(due) - now), self.debounce,
-                                            self._read_ahead)
+                triggers = self.wakeup.wait(max(0.0, min(due) - now), self.debounce)
                 if self.stopping:
                     break
                 if not triggers:
@@ -315,6 +321,7 @@ class Daemon:
                         ns for ns in interest if ns is not None and "/" not in ns))
         finally:
             self.notifier.stopping()
+            self.reader.stop()
             files.stop()
             links.stop()
             for sig, handler in previous.items():
@@ -355,13 +362,22 @@ class Daemon:
 
     def _pass_once(self, triggers: set[Trigger]) -> bool:
         trigger = min(triggers, key=list(Trigger).index)
-        # A resync re-reads the spec too: a file event can be lost (a bind mount, a file
-        # system without inotify), and the content hash makes the extra read free.
-        if triggers & {Trigger.SPEC, Trigger.STARTUP, Trigger.RESYNC}:
-            changed = self._load_spec(trigger)
+        self._changed = frozenset()
+        # Start-up reads here: there is nothing to do before. Otherwise the reader has read
+        # and parsed, and a spec trigger hands over what it found.
+        if Trigger.STARTUP in triggers:
+            intake = self.reader.read_now(forced=True)
+        else:
+            intake = self.reader.take() if Trigger.SPEC in triggers else None
+        if Trigger.RESYNC in triggers:
+            # A file event can be lost (a bind mount, a file system without inotify): a
+            # resync asks the reader to look; unchanged bytes cost a read and a hash.
+            self.reader.request()
+        if intake is not None or Trigger.RESYNC in triggers:
             self.on_spec_read()
-            if triggers <= {Trigger.SPEC} and not changed:
-                return False  # our own reads, or a write that changed nothing
+        took = intake is not None and self._take(intake, trigger)
+        if triggers <= {Trigger.SPEC} and not took:
+            return False  # a spec that did not take force, and nothing else to do
         if self.desired is None:
             # Nothing to enforce, and nothing torn down: up, and saying why it waits.
             self._notify_passed("no valid spec: waiting for a fix (see the log)")
@@ -373,14 +389,16 @@ class Daemon:
         writes = self.namespaces.writes
         result = reconcile(
             desired, self.namespaces, self.ledger,
-            report=lambda outcome: audit.operation(outcome, trigger, desired.sha256),
+            report=lambda outcome: audit.operation(
+                outcome, self._why(outcome.operation, triggers), desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
             stop=lambda: self.stopping, cache=self.cache, memo=self._plans)
         seconds = self.clock() - now
         audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
                         self.namespaces.writes - writes, seconds)
         if self.metrics is not None:
-            self.metrics.passed(result, trigger, set(map(str, triggers)),
+            self.metrics.passed(result, lambda o: self._why(o.operation, triggers),
+                                set(map(str, triggers)),
                                 self.fights.held(self.clock()), seconds,
                                 self._links.overflows if self._links else 0)
         self._account(result, triggers, now)
@@ -388,67 +406,55 @@ class Daemon:
         self._notify_passed(summary(result.remaining.verdicts))
         return True
 
-    def _read_ahead(self, trigger: Trigger | None) -> None:
-        """Parse a changed spec while the debounce window gathers the rest of the burst.
-
-        Parsing 1,000 interfaces takes about as long as the window; done here, it is off the
-        path from the file event to the kernel. `_load_spec` uses it if the bytes still match.
-        """
-        if trigger is not Trigger.SPEC:
-            return
-        try:
-            source = read_spec(self.config, self.max_bytes)
-            self._parsed = (source.sha256, self._timed_parse(source))
-        except SpecError as error:
-            self._parsed = (error.sha256, error)
-
-    def _parse(self) -> DesiredState:
-        source = read_spec(self.config, self.max_bytes)
-        parsed, self._parsed = self._parsed, None
-        if parsed is not None and parsed[0] == source.sha256:
-            if isinstance(parsed[1], SpecError):
-                raise parsed[1]
-            return parsed[1]
-        return self._timed_parse(source)
-
-    def _timed_parse(self, source: SpecSource) -> DesiredState:
-        start = self.clock()
-        desired = parse_source(source, self._memo)
-        audit.spec_parsed(len(desired.interfaces), self.clock() - start)
-        return desired
-
-    def _load_spec(self, trigger: Trigger) -> bool:
-        """Read the spec; True when a new valid one took force (or a reload was asked)."""
-        forced, self._reload = self._reload, False
-        if forced:
-            self._reload_read = reload.now_ns()
+    def _take(self, intake: Intake, trigger: Trigger) -> bool:
+        """Put what the reader found in force; True when a pass should follow (a new valid
+        spec, or a reload, which ends in a pass with the spec in force whatever it found)."""
+        if intake.forced:
+            self._reload_read = intake.read_ns
             if trigger is not Trigger.STARTUP:
                 self.notifier.reloading()
-        try:
-            desired = self._parse()
-        except SpecError as error:
-            if forced:
+        if intake.desired is None:
+            error = intake.error
+            if error is None:
+                return intake.forced  # a reload that found the file still being written
+            if intake.forced:
                 self._rejected = error
-            if error.sha256 != self._seen_sha256 or forced:
-                self._seen_sha256 = error.sha256
+            seen = error.sha256 or f"!{error}"
+            if seen != self._seen_sha256 or intake.forced:
+                self._seen_sha256 = seen
                 audit.spec_rejected(error, self.config,
                                     self.desired.sha256 if self.desired else None)
                 if self.metrics is not None:
                     self.metrics.rejected()
             # A reload still ends in a pass with the spec in force: it is what tells systemd
             # the reload is over (READY=1), or `systemctl reload` would wait.
-            return forced
-        if desired.sha256 == self._seen_sha256 and not forced:
+            return intake.forced
+        desired = intake.desired
+        if desired.sha256 == self._seen_sha256 and not intake.forced:
             return False
         self._seen_sha256 = desired.sha256
         new = self.desired is None or desired.sha256 != self.desired.sha256
         if new:
-            audit.spec_accepted(desired, str(trigger))
+            self._changed = _changed_names(self.desired, desired)
+            audit.spec_accepted(desired, str(Trigger.STARTUP if trigger is Trigger.STARTUP
+                                             else Trigger.SPEC))
             self.fights.reset()
         if self.metrics is not None:
             self.metrics.accepted(desired, new)
         self.desired = desired
         return True
+
+    def _why(self, op: Operation, triggers: set[Trigger]) -> str:
+        """What an operation of this pass is recorded as, from what differed: the spec (its
+        entry for this name changed, or it is the first spec), a namespace that appeared, or
+        else the kernel drifting from an unchanged spec; never from which events came."""
+        if self._changed is None:
+            return str(Trigger.STARTUP if Trigger.STARTUP in triggers else Trigger.SPEC)
+        if op.name in self._changed:
+            return str(Trigger.SPEC)
+        if Trigger.NETNS in triggers:
+            return str(Trigger.NETNS)
+        return str(next((t for t in _DRIFT if t in triggers), Trigger.DRIFT))
 
     def _account(self, result: PassResult, triggers: set[Trigger], now: float) -> None:
         failed = {(o.operation.netns, o.operation.name) for o in result.outcomes if o.error}
@@ -474,8 +480,11 @@ class Daemon:
                 self.backoff.failed(key, now)
             else:
                 self.wakeup.wake(Trigger.RETRY)  # it changed while we worked: go again
-        if not triggers & _INTENDED:
-            self._count_fights(applied, now)
+        # Only corrections of drift can be a fight: not what a spec change or a namespace
+        # appearing asked for, whatever else woke the same pass.
+        drift = {str(t) for t in _DRIFT}
+        self._count_fights([o for o in applied if self._why(o.operation, triggers) in drift],
+                           now)
         self._report_verdicts(result.remaining.verdicts)
 
     def _count_fights(self, applied: Iterable[Outcome], now: float) -> None:
@@ -532,3 +541,12 @@ class Daemon:
                 present[n].ifindex for n in wanted if n in present), frozenset(
                 present[n].ifindex for n in layered.get(netns, ()) if n in present))
         return interest
+
+
+def _changed_names(before: DesiredState | None, after: DesiredState) -> frozenset[str] | None:
+    """The names whose spec entries differ (added, removed or changed); None: all are new."""
+    if before is None:
+        return None
+    old = {spec.key: spec for spec in before.interfaces}
+    new = {spec.key: spec for spec in after.interfaces}
+    return frozenset(key[1] for key in old.keys() | new.keys() if old.get(key) != new.get(key))

@@ -15,11 +15,12 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Collection, Set
+from collections.abc import Callable, Collection, Set
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
 from prometheus_client.metrics import disable_created_metrics
 
+from macvland.apply import Outcome
 from macvland.audit import action, corrects_drift
 from macvland.model import DesiredState, Key
 from macvland.plan import Condition
@@ -92,7 +93,8 @@ class Metrics:
         self.spec_rejected.inc()
         self.spec_latest_rejected.set(1)
 
-    def passed(self, result: PassResult, trigger: str, triggers: Set[str],
+    def passed(self, result: PassResult, trigger: Callable[[Outcome], str],
+               triggers: Set[str],
                held: Collection[Key], seconds: float, overflows: int) -> None:
         counts = dict.fromkeys(CONDITIONS, 0)
         for v in result.remaining.verdicts:
@@ -103,7 +105,7 @@ class Metrics:
             kind = action(outcome)
             result_label = "ok" if outcome.ok else "skipped" if outcome.skipped else "failed"
             self.operations.labels(kind, result_label).inc()
-            if outcome.ok and corrects_drift(kind, trigger):
+            if outcome.ok and corrects_drift(kind, trigger(outcome)):
                 self.drift_corrections.inc()
         self.passes.inc()
         if "resync" in triggers:

@@ -93,8 +93,11 @@ class FileWatcher:
     the directory it resolves to is watched as well, and followed when the link moves.
     """
 
-    def __init__(self, config: str, netns_dir: str, wake: Wake) -> None:
+    def __init__(self, config: str, netns_dir: str, wake: Wake,
+                 spec_changed: Callable[[], None]) -> None:
         self._wake = wake
+        self._spec_changed = spec_changed
+        """Told of events about the spec: it decides when the writer is done (reader.py)."""
         self._observer = Observer()
         self._lock = threading.Lock()
         self._config = os.path.abspath(config)
@@ -157,7 +160,7 @@ class FileWatcher:
                 self._observer.unschedule(old)
 
     def _on_spec(self, _event: FileSystemEvent) -> None:
-        self._wake(Trigger.SPEC)
+        self._spec_changed()
 
     def _on_spec_parent(self, event: FileSystemEvent) -> None:
         # Only events about a watched directory matter here: it was replaced, and the watch
@@ -165,7 +168,7 @@ class FileWatcher:
         for directory in _paths(event):
             if self._spec_dirs.get(directory) == self._on_spec:
                 self._arm(directory, self._on_spec)
-                self._wake(Trigger.SPEC)
+                self._spec_changed()
 
     def _on_netns(self, event: FileSystemEvent) -> None:
         if any(os.path.basename(p) in self._netns_names for p in _paths(event)):
