@@ -122,8 +122,10 @@ def spec_accepted(desired: DesiredState, trigger: str) -> None:
 
 def spec_rejected(error: SpecError, source: str, kept: str | None) -> None:
     keeping = f"keeping spec {kept[:12]}" if kept else "no spec in force yet"
+    # The message holds the first problems (errors.PROBLEM_LIMIT) and says how many more.
     _emit(logging.ERROR, "spec-rejected", f"spec rejected: {source} ({keeping}):\n{error}",
-          MACVLAND_ACTION="spec-rejected", MACVLAND_SPEC_SHA256=error.sha256)
+          MACVLAND_ACTION="spec-rejected", MACVLAND_SPEC_SHA256=error.sha256,
+          MACVLAND_PROBLEMS=len(error.problems) + error.omitted)
 
 
 def verdict(v: Verdict, spec_sha256: str) -> None:

@@ -109,13 +109,8 @@ class Wakeup:
         """Ask for a pass for `trigger`; None only interrupts the wait."""
         self._queue.put((trigger, self._clock()))
 
-    def wait(self, timeout: float | None, debounce: float,
-             meanwhile: Callable[[Trigger | None], None] = lambda trigger: None,
-             ) -> set[Trigger]:
-        """Sleep until woken (or `timeout`), then until the set that rang is due; that set.
-
-        `meanwhile` runs on the first trigger, inside the window rather than after it.
-        """
+    def wait(self, timeout: float | None, debounce: float) -> set[Trigger]:
+        """Sleep until woken (or `timeout`), then until the set that rang is due; that set."""
         if self._burst is None or self._burst.debounce != debounce:
             self._burst = Burst(debounce, self._at_once)
         burst = self._burst
@@ -124,7 +119,6 @@ class Wakeup:
         except queue.Empty:
             return set()
         burst.arrive(first, came)
-        meanwhile(first)
         while True:
             with contextlib.suppress(queue.Empty):
                 while True:  # what is queued already joins the set, without waiting
@@ -352,7 +346,8 @@ class Daemon:
                 pid=os.getpid(), read_ns=read_ns,
                 in_force=self.desired.sha256 if self.desired else None,
                 rejected=rejected.sha256 if rejected else None,
-                problems=len(rejected.problems) if rejected else 0, status=self._status))
+                problems=len(rejected.problems) + rejected.omitted if rejected else 0,
+                status=self._status))
         except MacvlandError as error:
             audit.warning(str(error))
 

@@ -227,6 +227,8 @@ def test_a_hostile_spec_keeps_the_last_good_one_and_the_daemon_repairing(
     daemon.wait_for_log("spec rejected")
     daemon.wait_for(lambda: link(lab, "mv3") is not None, "mv3 repaired")
     assert "Traceback" not in daemon.log()
+    assert "MACVLAND_PROBLEMS=" in daemon.log()
+    assert len(daemon.log()) < 50_000  # problems are capped in the record too
     assert daemon.running()
     assert {n: ifindex_of(lab, n) for n in before if n != "mv3"} == {
         n: i for n, i in before.items() if n != "mv3"}

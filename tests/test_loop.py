@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from macvland.apply import Outcome
 from macvland.ledger import Ledger
-from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup
-from macvland.model import MacvlanSpec, ObservedState
+from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup, _changed_names
+from macvland.model import DesiredState, MacvlanSpec, ObservedState
 from macvland.netns import Namespaces
 from macvland.ops import Create
 from macvland.plan import Plan
@@ -206,3 +207,52 @@ def test_only_undone_corrections_count_as_a_fight(
     for now in range(5):  # one more than the guard's limit of 3 a minute
         daemon._account(created, {trigger}, float(now))
     assert daemon.fights.held(5.0) == ({KEY} if held else set())
+
+
+# --- what a record says it was for --------------------------------------------------------
+
+A, B = MacvlanSpec("mv-a", "eth1"), MacvlanSpec("mv-b", "eth1")
+
+
+def state(*specs: MacvlanSpec) -> DesiredState:
+    return DesiredState(specs, sha256=str(hash(specs)))
+
+
+@pytest.mark.parametrize(("before", "after", "changed"), [
+    pytest.param(None, state(A), None, id="first-spec-everything-is-new"),
+    pytest.param(state(A, B), state(A, B), frozenset(), id="same-entries"),
+    pytest.param(state(A, B), state(replace(A, origin="x.yaml:9"), B), frozenset(),
+                 id="an-entry-that-only-moved-lines"),
+    pytest.param(state(A, B), state(replace(A, mtu=1400), B), frozenset({"mv-a"}),
+                 id="one-entry-edited"),
+    pytest.param(state(A), state(A, B), frozenset({"mv-b"}), id="an-entry-added"),
+    pytest.param(state(A, B), state(B), frozenset({"mv-a"}), id="an-entry-removed"),
+    pytest.param(state(A), state(replace(A, netns="red")), frozenset({"mv-a"}),
+                 id="an-entry-moved-to-a-namespace"),
+])
+def test_changed_names_are_the_entries_that_differ(
+        before: DesiredState | None, after: DesiredState,
+        changed: frozenset[str] | None) -> None:
+    assert _changed_names(before, after) == changed
+
+
+@pytest.mark.parametrize(("changed", "triggers", "name", "why"), [
+    pytest.param(None, {Trigger.STARTUP}, "mv-a", "startup", id="start-up"),
+    pytest.param(None, {Trigger.SPEC}, "mv-a", "spec change", id="first-spec-later"),
+    pytest.param(frozenset({"mv-a"}), {Trigger.SPEC}, "mv-a", "spec change",
+                 id="its-entry-changed"),
+    pytest.param(frozenset({"mv-a"}), {Trigger.SPEC, Trigger.DRIFT}, "mv-b", "drift",
+                 id="another-entry-changed-this-one-drifted"),
+    pytest.param(frozenset(), {Trigger.SPEC, Trigger.DRIFT}, "mv-a", "drift",
+                 id="a-spec-event-that-changed-nothing"),
+    pytest.param(frozenset(), {Trigger.NETNS, Trigger.DRIFT}, "mv-a", "namespace appeared",
+                 id="a-namespace-appeared"),
+    pytest.param(frozenset(), {Trigger.RESYNC}, "mv-a", "resync", id="found-by-a-resync"),
+    pytest.param(frozenset(), {Trigger.RETRY}, "mv-a", "retry", id="a-retry"),
+])
+def test_a_record_says_what_differed_not_which_events_came(
+        tmp_path: Path, changed: frozenset[str] | None, triggers: set[Trigger], name: str,
+        why: str) -> None:
+    daemon = Daemon(str(tmp_path / "macvland.yaml"), Namespaces(), Ledger(str(tmp_path)))
+    daemon._changed = changed
+    assert daemon._why(Create(MacvlanSpec(name, "eth1"), 2), triggers) == why
