@@ -3,9 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# prometheus (for promtool) and prometheus-node-exporter: the metrics tests use the real tools.
-DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux iputils-ping \
-	prometheus prometheus-node-exporter
+# What `make install` needs to build and run macvland (the booted test's root has them too).
+DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux
+# What the tests need besides: iputils-ping for the datapath tests; prometheus (for promtool)
+# and prometheus-node-exporter, as the metrics tests use the real tools; mmdebstrap and
+# systemd-container (systemd-nspawn) for the booted system test (tests/test_booted.py).
+TEST_DEBS := iputils-ping prometheus prometheus-node-exporter mmdebstrap systemd-container
 # Where `make install` puts things (override for a staged or test install).
 PREFIX ?= /usr/local
 LIBDIR ?= /opt/macvland
@@ -15,10 +18,11 @@ UNITDIR ?= /etc/systemd/system
 CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps install clean bench generated
+.PHONY: demo test lint deps install-deps install clean bench generated
 
-deps:
-	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call debian,PACKAGES): install those missing, with python3-venv and python3-dev.
+define debian
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	$(PYTHON) -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_path("include") + "/Python.h")' \
 		2>/dev/null || missing="$$missing python3-dev"; \
@@ -26,6 +30,13 @@ deps:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call debian,$(DEBS) $(TEST_DEBS))
+
+install-deps:
+	$(call debian,$(DEBS))
 
 $(STAMP): pyproject.toml | deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +65,7 @@ bench: deps $(STAMP)
 # The package goes into its own virtualenv (Debian's Python refuses system-wide pip installs),
 # linked from $(PREFIX)/bin. An existing spec is never overwritten; a new one starts empty,
 # with the annotated example below it commented out, so nothing is created by surprise.
-install: deps
+install: install-deps
 	test -x $(LIBDIR)/bin/python || $(PYTHON) -m venv $(LIBDIR)
 	$(LIBDIR)/bin/pip install -q .
 	install -d $(PREFIX)/bin
