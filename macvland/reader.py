@@ -8,8 +8,9 @@ changed, parses them and wakes the loop (Trigger.SPEC) with the result.
 A writer is done when:
 
 - no process has a spec file open for writing (an exact kernel answer: `being_written`), and
-  no event has come for `QUIET` seconds (a single file; `QUIET_DIRECTORY` for a directory of
-  fragments, so one tool writing several fragments in a row makes one pass), or
+  the spec's files (their inode, size and mtime) have not changed for `QUIET` seconds (a
+  single file; `QUIET_DIRECTORY` for a directory of fragments, so one tool writing several
+  fragments in a row makes one pass); other files written next to the spec do not count, or
 - the spec files have stayed unchanged (size, mtime, inode) for `settle` seconds although a
   writer still holds one open: a writer that never closes is picked up too. While a writer
   keeps writing, nothing is read, however long it takes.
@@ -44,8 +45,8 @@ from macvland.spec import ParseMemo, parse_source
 log = logging.getLogger("macvland")
 
 QUIET = 0.05
-"""Seconds without an event after which a spec file nobody writes is read: the events of one
-save (an editor's write, rename and chmod) make one read."""
+"""Seconds a spec file nobody writes must stay unchanged to be read: the steps of one save (an
+editor's write, rename and chmod) make one read."""
 
 QUIET_DIRECTORY = 1.0
 """The same for a directory of fragments: a tool writing several fragments, one after the
@@ -93,7 +94,6 @@ class SpecReader:
         self._condition = threading.Condition()
         self._pending = False
         self._forced = False
-        self._last_event = -1e9
         self._result: Intake | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="macvland-spec", daemon=True)
@@ -113,7 +113,6 @@ class SpecReader:
         """A file event about the spec: look again once its writer is done."""
         with self._condition:
             self._pending = True
-            self._last_event = self._clock()
             self._condition.notify()
 
     def request(self, forced: bool = False) -> None:
@@ -170,7 +169,6 @@ class SpecReader:
             with self._condition:
                 if self._stopping:
                     return False
-                quiet_since = self._last_event
                 if self._forced and reload_since is None:
                     reload_since = now
             files = spec_files(self._config)
@@ -179,7 +177,9 @@ class SpecReader:
             if current != signature:
                 signature, changed_at = current, now
             quiet = QUIET_DIRECTORY if os.path.isdir(self._config) else QUIET
-            if not writing and (reload_since is not None or now - quiet_since >= quiet):
+            # Quiet means the spec's own files, not their directory: an editor's swap file or a
+            # log written next to the spec all the time must not hold its reading back.
+            if not writing and (reload_since is not None or now - changed_at >= quiet):
                 return True
             if now - changed_at >= self.settle:
                 if any(being_written(f) for f in writing):
@@ -196,7 +196,7 @@ class SpecReader:
                     self._result = _unanswered(self._result)
                 self._deliver()
                 return False
-            wait = _POLL if writing else max(0.0, quiet_since + quiet - now)
+            wait = _POLL if writing else max(0.0, changed_at + quiet - now)
             with self._condition:
                 if not self._stopping:
                     self._condition.wait(timeout=min(wait, _POLL))

@@ -298,6 +298,22 @@ def test_a_delete_amid_unrelated_writes_is_recorded_as_drift(
     assert daemon.log().count("spec accepted") == 1
 
 
+def test_a_spec_edit_amid_unrelated_writes_is_read_without_waiting_them_out(
+        lab: Lab, daemon: Daemon, spec_dir: Path, unrelated_writes: threading.Event) -> None:
+    config = spec_dir / "macvland.yaml"
+    config.write_text(BEFORE)
+    # A settle time longer than the deadline: only "the spec's files are quiet" can read it.
+    before = started(lab, daemon, config, "--settle", "60")
+
+    config.write_text(AFTER)
+
+    daemon.wait_for(lambda: mode_of(lab, f"mv{COUNT - 1}") == "private", "the new spec")
+    assert {name: ifindex_of(lab, name) for name in before} == before
+    (change,) = [line for line in daemon.applied() if line.startswith(f"info: mv{COUNT - 1}")
+                 and "vepa -> private" in line]
+    assert "MACVLAND_TRIGGER=spec change" in change, change
+
+
 @pytest.mark.parametrize("with_writes", [False, True], ids=["quiet-directory", "busy-directory"])
 def test_the_fight_guard_decides_the_same_whatever_else_is_written(
         lab: Lab, daemon: Daemon, spec_dir: Path, request: pytest.FixtureRequest,
