@@ -92,6 +92,8 @@ class SpecReader:
         self._seen: str | None = None
         """The hash of the last bytes handed to the loop (rejected or not)."""
         self._condition = threading.Condition()
+        self._reading = threading.Lock()
+        """One read and parse at a time: start-up's, on the loop, and the thread's share state."""
         self._pending = False
         self._forced = False
         self._result: Intake | None = None
@@ -213,6 +215,10 @@ class SpecReader:
 
     def _read(self, forced: bool) -> Intake | None:
         """Read the spec; a result for the loop, or None when its bytes did not change."""
+        with self._reading:
+            return self._read_locked(forced)
+
+    def _read_locked(self, forced: bool) -> Intake | None:
         read_ns = _now_ns()
         try:
             source = read_spec(self._config, self._max_bytes)
