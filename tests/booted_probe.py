@@ -78,6 +78,7 @@ def attempts(runtime_dir: str) -> dict[str, Callable[[], object]]:
         "write /usr": lambda: _write("/usr/probe"),
         "write /var": lambda: _write("/var/probe"),
         "write /sys": lambda: _write("/sys/kernel/probe"),
+        "write /sys/fs/cgroup": lambda: os.mkdir("/sys/fs/cgroup/probe"),
         "write the runtime directory": lambda: _write(f"{runtime_dir}/probe"),
         "list /root": lambda: os.listdir("/root"),
         "list /home": lambda: os.listdir("/home"),
@@ -125,7 +126,13 @@ def main() -> int:
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
                 devices.append(entry.name)
+    created = os.path.join(runtime_dir, "umask")
+    with open(created, "w", encoding="utf-8"):
+        pass
+    tmp = os.stat("/tmp")
     json.dump({"attempts": results,
+               "new file mode": oct(os.stat(created).st_mode & 0o777),
+               "tmp": [tmp.st_dev, tmp.st_ino],
                "status": {k: status[k] for k in ("CapEff", "CapBnd", "CapPrm", "NoNewPrivs",
                                                   "Seccomp", "Seccomp_filters")},
                "pid": os.getpid(),
