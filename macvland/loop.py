@@ -216,8 +216,6 @@ class Daemon:
     """How long a spec still open for writing must stay unchanged to be read anyway."""
     clock: Clock = time.monotonic
     notifier: Notifier = field(default_factory=Notifier)
-    on_spec_read: Callable[[], None] = lambda: None
-    """Called after each read of the spec (the file watcher follows moved symlinks)."""
     metrics: Metrics | None = None
     """Told about each spec read and pass; writes its file after each pass (--metrics-file)."""
     reloads: str | None = None
@@ -269,7 +267,7 @@ class Daemon:
             # The writer check takes a read lease for an instant; a writer opening the file
             # then makes the kernel send SIGIO, whose default action would kill us.
             (signal.SIGIO, signal.SIG_IGN))}
-        self.on_spec_read = files.follow
+        self.reader.on_read = files.follow  # a symlink may now point elsewhere
         self.cache = links
         self._links = links
         files.start()
@@ -368,8 +366,6 @@ class Daemon:
             # A file event can be lost (a bind mount, a file system without inotify): a
             # resync asks the reader to look; unchanged bytes cost a read and a hash.
             self.reader.request()
-        if intake is not None or Trigger.RESYNC in triggers:
-            self.on_spec_read()
         took = intake is not None and self._take(intake, trigger)
         if triggers <= {Trigger.SPEC} and not took:
             return False  # a spec that did not take force, and nothing else to do

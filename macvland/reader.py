@@ -92,6 +92,9 @@ class SpecReader:
         self._seen: str | None = None
         """The hash of the last bytes handed to the loop (rejected or not)."""
         self._condition = threading.Condition()
+        self.on_read: Callable[[], None] = lambda: None
+        """Called after each read, changed or not (the file watcher follows moved symlinks,
+        which may point at the same bytes elsewhere)."""
         self._reading = threading.Lock()
         """One read and parse at a time: start-up's, on the loop, and the thread's share state."""
         self._pending = False
@@ -216,7 +219,10 @@ class SpecReader:
     def _read(self, forced: bool) -> Intake | None:
         """Read the spec; a result for the loop, or None when its bytes did not change."""
         with self._reading:
-            return self._read_locked(forced)
+            try:
+                return self._read_locked(forced)
+            finally:
+                self.on_read()
 
     def _read_locked(self, forced: bool) -> Intake | None:
         read_ns = _now_ns()

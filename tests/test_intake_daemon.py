@@ -199,6 +199,29 @@ def test_a_reload_while_the_spec_is_being_written_keeps_the_spec_in_force(
     assert deletions(daemon) == []
 
 
+def test_a_symlink_pointed_at_the_same_bytes_elsewhere_is_followed(
+        lab: Lab, daemon: Daemon, spec_dir: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "srv-a", tmp_path / "srv-b"
+    for directory in (first, second):
+        directory.mkdir()
+        (directory / "macvland.yaml").write_text(BEFORE)
+    config = spec_dir / "macvland.yaml"
+    config.symlink_to(first / "macvland.yaml")
+    before = started(lab, daemon, config)
+    reads = daemon.log().count("spec accepted")
+
+    staged = spec_dir / ".link"
+    staged.symlink_to(second / "macvland.yaml")
+    os.rename(staged, config)  # the same bytes: nothing to parse, but a new place to watch
+    daemon.assert_quiet()
+    (second / "macvland.yaml").write_text(AFTER)
+
+    daemon.wait_for(lambda: mode_of(lab, f"mv{COUNT - 1}") == "private",
+                    "the edit in the directory the link points at now", timeout=5)
+    assert {name: ifindex_of(lab, name) for name in before} == before
+    assert daemon.log().count("spec accepted") == reads + 1
+
+
 # --- 2. hostile files ---------------------------------------------------------------------------
 
 
