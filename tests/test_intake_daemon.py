@@ -259,6 +259,32 @@ def test_a_hostile_spec_keeps_the_last_good_one_and_the_daemon_repairing(
     assert peak_rss_mb(daemon.pid) < 300
 
 
+def test_the_daemon_repairs_while_a_large_spec_is_parsed(
+        lab: Lab, daemon: Daemon, spec_dir: Path) -> None:
+    config = spec_dir / "macvland.yaml"
+    config.write_text(BEFORE)
+    before = started(lab, daemon, config)
+    # The same ten, and 40,000 more that must not exist: seconds of parsing, little to do.
+    large = AFTER + "".join(f"  - name: gone{i}\n    parent: eth1\n    state: absent\n"
+                            for i in range(40_000))
+    staged = spec_dir / ".staged"
+    staged.write_text(large)
+
+    os.rename(staged, config)
+    lab.ip("link", "del", "mv3")
+
+    daemon.wait_for(lambda: link(lab, "mv3") is not None, "mv3 repaired")
+    daemon.wait_for_log("spec accepted: ", count=2)
+    log = daemon.log()
+    repaired = log.index("info: mv3: create")
+    accepted = log.index(f"spec accepted: {config}, 40010 interface(s)")
+    # The repair took a pass (tens of ms); the parse, seconds: the loop did not wait for it.
+    assert repaired < accepted, log
+    daemon.wait_for(lambda: mode_of(lab, f"mv{COUNT - 1}") == "private", "the large spec")
+    assert {n: ifindex_of(lab, n) for n in before if n != "mv3"} == {
+        n: i for n, i in before.items() if n != "mv3"}
+
+
 def test_a_spec_made_unsafe_is_refused_and_the_last_good_one_kept(
         lab: Lab, daemon: Daemon, spec_dir: Path) -> None:
     config = spec_dir / "macvland.yaml"
