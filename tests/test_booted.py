@@ -360,10 +360,11 @@ def test_a_rejected_spec_fails_the_reload_and_is_explained(box: Container) -> No
 
 def test_drift_is_repaired_and_explained(box: Container) -> None:
     drift_id = MESSAGE_IDS["drift-corrected"]
-    # Every change so far was the operator's (spec and reload): none of it is drift.
-    assert journal(box, f"MESSAGE_ID={drift_id}") == []
+    web = ("MACVLAND_INTERFACE=mv-web", f"MESSAGE_ID={drift_id}")
+    # mv-web's changes so far were the operator's (spec and reload): none of it is drift.
+    assert journal(box, *web) == []
     box.run("ip", "link", "set", "mv-web", "type", "macvlan", "mode", "bridge")
-    record = wait_for(lambda: journal(box, f"MESSAGE_ID={drift_id}"), "a drift record")[-1]
+    record = wait_for(lambda: journal(box, *web), "a drift record")[-1]
     assert mode(box) == "vepa"
     accepted = journal(box, f"MESSAGE_ID={MESSAGE_IDS['spec-accepted']}")[-1]
     assert {k: record[k] for k in record if k.startswith("MACVLAND_")} == {
@@ -373,10 +374,46 @@ def test_drift_is_repaired_and_explained(box: Container) -> None:
         "MACVLAND_SPEC_SHA256": accepted["MACVLAND_SPEC_SHA256"]}
     assert record["_SYSTEMD_UNIT"] == "macvland.service"
     assert record["PRIORITY"] == "6"
-    explained = box.run("journalctl", "-x", "-u", "macvland", "--no-pager",
-                        f"MESSAGE_ID={drift_id}").stdout
+    explained = box.run("journalctl", "-x", "-u", "macvland", "--no-pager", *web).stdout
     assert "Subject: macvland put back mode of mv-web (drift corrected)" in explained
     assert "mode was bridge, the spec in force" in explained
+
+
+def test_proc_pid_ns_net_paths_work_as_documented(box: Container) -> None:
+    """ProtectProc=ptraceable: a process macvland may ptrace (same user, no capabilities
+    beyond its own) shows, and its namespace works; one with more capabilities is hidden, so
+    its path is pending until CAP_SYS_PTRACE is added in a drop-in."""
+    holders = {"bare": ["--property=CapabilityBoundingSet="], "full": []}
+    pids = {}
+    for name, confinement in holders.items():
+        unit = f"systest-{name}"
+        box.run("systemd-run", "--quiet", f"--unit={unit}", "--property=PrivateNetwork=yes",
+                *confinement, "sleep", "infinity")
+        pids[name] = box.show(unit, "MainPID")
+        assert pids[name] != "0", unit
+    extra = "".join(f"  - name: mv-{name}\n    parent: eth1\n    netns: /proc/{pid}/ns/net\n"
+                    for name, pid in pids.items())
+    try:
+        box.write("/etc/macvland/macvland.yaml", SPEC.format(mode="vepa") + extra)
+        box.run("systemctl", "reload", "macvland")
+        inside = box.run("nsenter", f"--target={pids['bare']}", "--net", "--", "ip", "-br",
+                         "link").stdout
+        assert "mv-bare@" in inside
+        assert box.show("macvland", "StatusText") == \
+            f"3 in sync, 1 pending: mv-full waits for netns /proc/{pids['full']}/ns/net"
+
+        box.write("/etc/systemd/system/macvland.service.d/ptrace.conf",
+                  "[Service]\nCapabilityBoundingSet=CAP_SYS_PTRACE\n")
+        box.run("systemctl", "daemon-reload")
+        box.run("systemctl", "restart", "macvland")
+        assert box.show("macvland", "StatusText") == "4 in sync"
+    finally:
+        box.run("rm", "-f", "/etc/systemd/system/macvland.service.d/ptrace.conf")
+        box.run("systemctl", "daemon-reload")
+        box.write("/etc/macvland/macvland.yaml", SPEC.format(mode="vepa"))
+        box.run("systemctl", "restart", "macvland")
+        box.run("systemctl", "stop", "systest-bare", "systest-full")
+    assert box.show("macvland", "StatusText") == "2 in sync"
 
 
 def _probe(box: Container) -> dict[str, Any]:
