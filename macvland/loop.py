@@ -67,9 +67,12 @@ class Burst:
     _due: float = math.inf
     _last_trigger: float = -math.inf
     _last_handed: float = -math.inf
+    _before: tuple[float, float] = (-math.inf, -math.inf)
+    """(_last_trigger, _last_handed) as they were before the pending or last handed set."""
 
     def arrive(self, trigger: Trigger | None, came: float) -> None:
         if not self.pending:
+            self._before = (self._last_trigger, self._last_handed)
             quiet = came - self._last_trigger >= self.debounce
             self._due = came if quiet else max(came, self._last_handed) + self.debounce
         self.pending.add(trigger)
@@ -88,6 +91,12 @@ class Burst:
         self._due = math.inf
         self._last_handed = now
         return taken
+
+    def forget(self) -> None:
+        """The last set turned out to be about nothing (events about links nobody watches):
+        it does not make what follows a burst. Deleting a link announces it going down, then
+        gone: the second must not wait for the first's window."""
+        self._last_trigger, self._last_handed = self._before
 
 
 class Wakeup:
@@ -108,6 +117,11 @@ class Wakeup:
     def wake(self, trigger: Trigger | None = None) -> None:
         """Ask for a pass for `trigger`; None only interrupts the wait."""
         self._queue.put((trigger, self._clock()))
+
+    def forget(self) -> None:
+        """See Burst.forget."""
+        if self._burst is not None:
+            self._burst.forget()
 
     def wait(self, timeout: float | None, debounce: float) -> set[Trigger]:
         """Sleep until woken (or `timeout`), then until the set that rang is due; that set."""
@@ -298,7 +312,9 @@ class Daemon:
                     else:
                         continue  # only the watchdog's turn
                 if triggers == {Trigger.DRIFT} and not links.refresh():
-                    continue  # events about links nobody cares about, or our own, already seen
+                    # Events about links nobody cares about, or our own, already seen.
+                    self.wakeup.forget()
+                    continue
                 if Trigger.RESYNC in triggers:
                     links.invalidate()  # a resync reads everything from the kernel again
                 ran = self.pass_once(triggers)

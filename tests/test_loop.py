@@ -133,6 +133,18 @@ def test_burst_after_a_long_pass_is_due_at_once_it_already_waited() -> None:
     assert burst.due() < 100.3
 
 
+def test_a_set_about_nothing_does_not_start_a_burst() -> None:
+    """Deleting a link announces it going down (not watched), then gone, a millisecond later:
+    the second event is not made to wait for the first one's window."""
+    burst = arrivals(Burst(DEBOUNCE), (Trigger.DRIFT, 99.0))
+    burst.take(99.0)
+    burst.arrive(Trigger.DRIFT, 100.0)
+    burst.take(100.0)
+    burst.forget()
+    burst.arrive(Trigger.DRIFT, 100.001)
+    assert burst.due() == pytest.approx(100.001)
+
+
 def test_a_storm_makes_one_set_per_window_plus_the_first() -> None:
     """An event every millisecond for a second: 21 sets, not 1,000 and not one at the end."""
     burst, handed = Burst(DEBOUNCE), []
