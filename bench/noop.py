@@ -1,0 +1,79 @@
+"""2. The no-op pass: nothing to do, with N interfaces in place.
+
+In-process, `reconcile()` without a link cache (one dump per namespace, as `macvland apply`
+does): median time and netlink writes. The daemon's own pass after a SIGHUP (from link tables
+kept by events), from its --verbose line. And the one-shot commands as processes: `macvland
+validate` of an empty spec (the CLI's start-up), and `macvland plan` with nothing to do, at N
+and with an empty spec (the difference is the one-shot's cost of N). The package's bytecode is
+compiled first, so that no run pays for compiling it (PYTHONDONTWRITEBYTECODE would make
+every one of them do so).
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import statistics
+import time
+from typing import Any
+
+import macvland
+from bench.items import BenchError
+from bench.sandbox import macvland_binary, timed
+from bench.scenario import Scenario
+from macvland.intake import load_spec
+from macvland.ledger import Ledger
+from macvland.reconcile import reconcile
+
+
+def measure_noop(s: Scenario) -> dict[str, Any]:
+    desired = load_spec(str(s.daemon.spec))
+    namespaces = s.lab.namespaces
+    ledger = Ledger(str(s.workdir / "bench-state"))
+    reconcile(desired, namespaces, ledger)  # opens the sockets
+    times, writes, operations = [], 0, 0
+    for _ in range(s.config.noop_reps):
+        before = namespaces.writes
+        start = time.perf_counter()
+        result = reconcile(desired, namespaces, ledger)
+        times.append(1000 * (time.perf_counter() - start))
+        writes += namespaces.writes - before
+        operations += len(result.plan.operations)
+    daemon = [s.daemon.hangup_pass() for _ in range(s.config.noop_reps)]
+    return {"pass_ms": times, "pass_ms_median": statistics.median(times), "writes": writes,
+            "operations": operations,
+            "daemon_pass_ms": [p.ms for p in daemon],
+            "daemon_pass_ms_median": statistics.median(p.ms for p in daemon),
+            "daemon_writes": sum(p.writes for p in daemon),
+            "daemon_operations": sum(p.operations for p in daemon),
+            "one_shot": measure_one_shot(s),
+            "method": "in-process reconcile() without a link cache (one dump per namespace); "
+                      "daemon: SIGHUP, its --verbose pass line (link tables from events); "
+                      "one-shot: processes, medians"}
+
+
+def measure_one_shot(s: Scenario) -> dict[str, Any]:
+    compileall.compile_dir(os.path.dirname(macvland.__file__), quiet=1)
+    empty = s.workdir / "empty.yaml"
+    empty.write_text("version: 1\ninterfaces: []\n")
+    env = {**os.environ, "MACVLAND_STATE_DIR": str(s.workdir / "one-shot-state")}
+    binary = macvland_binary()
+    reps = max(3, s.config.noop_reps)
+
+    def median_wall(argv: list[str], want: int) -> float:
+        walls = []
+        for _ in range(reps):
+            wall, result = timed(argv, env=env)
+            if result.returncode != want:
+                raise BenchError(f"{' '.join(argv)} exited {result.returncode}:\n"
+                                 f"{result.stderr[-1000:]}")
+            walls.append(wall)
+        return 1000 * statistics.median(walls)
+
+    in_home = ["ip", "netns", "exec", s.lab.home, binary]
+    startup = median_wall([binary, "validate", "-c", str(empty)], 0)
+    plan_empty = median_wall(["ip", "netns", "exec", s.lab.bare, binary, "plan", "-c",
+                              str(empty)], 0)
+    plan_n = median_wall([*in_home, "plan", "-c", str(s.daemon.spec)], 0)
+    return {"validate_empty_ms": startup, "plan_empty_ms": plan_empty, "plan_ms": plan_n,
+            "above_startup_ms": plan_n - plan_empty, "reps": reps}
