@@ -58,7 +58,8 @@ test: lint
 generated: deps $(STAMP)
 	$(BIN)/python -m macvland.schema --write
 
-# Needs root; prints a table and writes bench/results.json (BENCH_ARGS="--sizes 10 --quick").
+# Needs root; prints a table and writes bench/results.json.
+# BENCH_ARGS="--sizes 10 --wide-sizes 20 --quick" for a quick run; see the README for the rest.
 bench: deps $(STAMP)
 	$(BIN)/python -m bench.bench $(BENCH_ARGS)
 
