@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: needs root (network namespaces)", file=sys.stderr)
         return 2
     config, json_path = parse_args(argv)
+    os.umask(0o022)  # the daemon refuses a spec that others could write
     # SIGTERM unwinds like Ctrl-C, so every `finally` removes what it made.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
