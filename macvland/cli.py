@@ -315,7 +315,8 @@ def parser() -> argparse.ArgumentParser:
                      help="full resync interval (default 300)")
     run.add_argument("--debounce", type=_positive, default=50.0, metavar="MS",
                      help="the first event after a quiet spell starts a pass at once; what "
-                     "follows within MS is gathered into the next pass (default 50)")
+                     "follows within MS is gathered into the next pass, as are /run/netns "
+                     "events (default 50)")
     run.add_argument("--settle", type=_positive, default=DEFAULT_SETTLE, metavar="SECONDS",
                      help="a spec is read once its writer is done (closed it, renamed it into "
                      "place); one a writer keeps open is read after it has not changed for "

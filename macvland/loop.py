@@ -57,7 +57,7 @@ class Burst:
     one set with everything that came meanwhile (trailing edge). So a burst of any length
     makes one pass per `debounce` of it at most, plus the first.
 
-    A trigger outside `at_once` (a file event whose writer may not be done) never takes the
+    A trigger outside `at_once` (an event about something not yet whole) never takes the
     leading edge: a set holding one waits out the window. Pure: times are given, not read.
     """
 
@@ -215,6 +215,11 @@ class FightGuard:
 # drifted from the spec, and the operation is a correction (a fight, if it keeps happening).
 _DRIFT = (Trigger.DRIFT, Trigger.RESYNC, Trigger.RETRY)
 
+# What may start a pass the moment it comes (spec events come from the reader, once the
+# writer is done). A namespace's entry in /run/netns appears before `ip netns add` mounts the
+# namespace on it (entering it then fails with EINVAL): that pass waits out the debounce.
+_AT_ONCE = frozenset(Trigger) - {Trigger.NETNS}
+
 
 @dataclass
 class Daemon:
@@ -260,7 +265,7 @@ class Daemon:
     def __post_init__(self) -> None:
         # A spec trigger comes only once its writer is done and it is parsed (the reader's
         # settle rule), so every trigger may start a pass at once.
-        self.wakeup = Wakeup(self.clock)
+        self.wakeup = Wakeup(self.clock, _AT_ONCE)
         self.reader = SpecReader(self.config, self.max_bytes,
                                  lambda: self.wakeup.wake(Trigger.SPEC), self.settle, self.clock)
 
