@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# macvland demo: a tour of validate, plan, apply and status, in throwaway namespaces.
+# macvland demo: validate and plan, then the daemon (`macvland run`) keeping the kernel
+# matching the spec while things change under it, in throwaway namespaces.
 #
-# Safe to run on any machine (as root): it never touches the host's own interfaces.
+# Safe to run on any machine (as root), and again: it never touches the host's own interfaces.
 #   mvdemo-host-PID   plays the host: macvland runs in it, and it holds the parent device
 #                     eth1 (one end of a veth pair made for the demo)
 #   mvdemo-web-PID    target namespaces that receive macvlan interfaces
 #   mvdemo-db-PID
-# Everything it creates (namespaces, interfaces, temporary files) is removed on exit, even
-# when a step fails or the demo is interrupted.
+#   mvdemo-late-PID   a namespace the demo creates only later, while the daemon runs
+# Everything it creates (namespaces, interfaces, the daemon, temporary files) is stopped or
+# removed on exit, even when a step fails or the demo is interrupted.
 #
 # Run it with `make demo` (which sets up .venv first) or ./scripts/demo.sh.
 set -euo pipefail
@@ -18,7 +20,9 @@ MACVLAND="$ROOT/.venv/bin/macvland"
 HOST="mvdemo-host-$$"
 WEB="mvdemo-web-$$"
 DB="mvdemo-db-$$"
+LATE="mvdemo-late-$$"
 WORK=""
+DAEMON=""    # the daemon's pid, while it runs
 CREATED=()   # namespaces this run made, and only those, are deleted on exit
 
 if [[ -t 1 ]]; then BOLD=$'\e[1m' DIM=$'\e[2m' RESET=$'\e[0m'; else BOLD="" DIM="" RESET=""; fi
@@ -26,6 +30,11 @@ if [[ -t 1 ]]; then BOLD=$'\e[1m' DIM=$'\e[2m' RESET=$'\e[0m'; else BOLD="" DIM=
 cleanup() {
     local rc=$? ns
     set +e
+    if [[ -n "$DAEMON" ]]; then
+        kill "$DAEMON" 2>/dev/null
+        wait "$DAEMON" 2>/dev/null
+        DAEMON=""
+    fi
     for ns in "${CREATED[@]}"; do
         # Deleting a namespace deletes every interface in it: the veth pair and the macvlans.
         ip netns delete "$ns" 2>/dev/null
@@ -34,7 +43,7 @@ cleanup() {
     [[ -n "$WORK" ]] && rm -rf -- "$WORK"
     WORK=""
     if [[ $rc -ne 0 ]]; then
-        echo "${BOLD}demo failed (exit $rc); its namespaces and files were removed${RESET}" >&2
+        echo "${BOLD}demo failed (exit $rc); its daemon, namespaces and files were removed${RESET}" >&2
     fi
     return "$rc"
 }
@@ -71,12 +80,37 @@ expect() {
     note "(exit code $rc, as expected)"
 }
 
-# Show the interfaces of a namespace with the kernel's own tool, not macvland's.
-show_links() {
-    local ns=$1
+# Wait until a command succeeds (10 s at most): the daemon acts on events, in its own time.
+wait_for() {
+    local what=$1 deadline=$((SECONDS + 10))
     shift
-    echo "\$ ip -n $ns -d link show $*"
-    ip -n "$ns" -d link show "$@"
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "unexpected: $what did not happen within 10 s; the daemon's log ends:" >&2
+            tail -n 20 "$WORK/daemon.log" >&2
+            exit 1
+        fi
+        sleep 0.002
+    done
+}
+
+# The daemon's audit trail since byte offset $1 of its log, without the structured fields it
+# also gives the journal (`spec parsed` timings left out too).
+log_offset() { stat -c %s "$WORK/daemon.log"; }
+audit_since() {
+    tail -c +$(($1 + 1)) "$WORK/daemon.log" | grep -v '^debug: spec parsed' |
+        sed -E 's/ \[(MESSAGE_ID|MACVLAND_)[^]]*\]$//; s/^/  | /'
+}
+logged() { audit_since "$1" | grep -q -e "$2"; }
+
+ifindex() { ip -n "$1" -o link show "$2" | cut -d: -f1; }
+shows() { ip -n "$1" -d link show "$2" | grep -q -e "$3"; }
+
+# Replace the spec as config management should: write a new file, then rename it over the
+# old one, so that the daemon never reads a half-written spec.
+write_spec() {
+    cat >"$WORK/etc/.macvland.yaml.new"
+    mv "$WORK/etc/.macvland.yaml.new" "$MACVLAND_CONFIG"
 }
 
 # --- preconditions -------------------------------------------------------------------------
@@ -99,7 +133,8 @@ step "Set up a sandbox"
 umask 022
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mvdemo.XXXXXX")"
 export MACVLAND_STATE_DIR="$WORK/state"   # where macvland remembers the namespaces it used
-export MACVLAND_CONFIG="$WORK/macvland.yaml"
+mkdir "$WORK/etc"   # the spec's own directory: the daemon watches it, so its log goes elsewhere
+export MACVLAND_CONFIG="$WORK/etc/macvland.yaml"
 for ns in "$HOST" "$WEB" "$DB"; do
     ip netns add "$ns"
     CREATED+=("$ns")
@@ -109,13 +144,13 @@ ip -n "$HOST" link set eth1 up
 ip -n "$HOST" link set eth1-peer up
 # A macvlan made by hand, not by macvland: it must be left alone throughout.
 ip -n "$HOST" link add mv-manual link eth1 type macvlan mode bridge
-echo "namespaces: $HOST (macvland runs here), $WEB, $DB"
+echo "namespaces: $HOST (macvland runs here), $WEB, $DB; $LATE comes later"
 echo "parent device: eth1 in $HOST (a veth pair; the host's interfaces are not used)"
 echo "hand-made macvlan: mv-manual on eth1 (not in the spec, so macvland must not touch it)"
 echo "spec: \$MACVLAND_CONFIG=$MACVLAND_CONFIG"
-echo "state: \$MACVLAND_STATE_DIR=$MACVLAND_STATE_DIR"
 
-cat >"$MACVLAND_CONFIG" <<EOF
+spec() {   # the demo's spec, with mv-db's MTU as $1
+    cat <<EOF
 version: 1
 interfaces:
   - name: mv-web            # goes into the namespace $WEB
@@ -126,115 +161,111 @@ interfaces:
   - name: mv-db             # goes into $DB, with a smaller MTU
     parent: eth1
     netns: $DB
-    mtu: 1450
+    mtu: $1
   - name: mv-cam            # stays next to its parent; accepts frames from one sender only
     parent: eth1
     mode: source
     source_macs: [02:00:00:00:0c:01]
-  - name: mv-spare          # created administratively down
+  - name: mv-late           # for a namespace that does not exist yet
     parent: eth1
-    mode: private
-    state: down
+    netns: $LATE
 EOF
+}
+spec 1450 >"$MACVLAND_CONFIG"
 
 # --- the tour ------------------------------------------------------------------------------
 
-step "The spec: four macvlans on eth1, two of them in other namespaces"
+step "The spec: four macvlans on eth1, three of them in other namespaces"
 cat "$MACVLAND_CONFIG"
 
-step "validate: check the spec without touching the kernel"
+step "validate checks the spec without touching the kernel"
 expect 0 macvland validate
 
-step "plan: what apply would do (a dry run; exit code 2 means 'there are changes')"
+step "plan shows what one pass would do (exit code 2: there are changes)"
 expect 2 macvland plan
 
-step "apply: do it, then re-read the kernel to verify"
-expect 0 macvland apply
+step "run: the daemon keeps the kernel matching the spec from now on"
+echo "\$ macvland run -v --log stderr 2>daemon.log &    (-v: a line per pass, with its time)"
+ip netns exec "$HOST" "$MACVLAND" run -v --log stderr >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+wait_for "the first pass" logged 0 '^  | debug: pass (startup)'
+audit_since 0
+note "mv-late waits for its namespace; 'apply' would do this one pass and exit."
+
+step "Delete mv-web by hand: the daemon puts it back"
+offset=$(log_offset)
+echo "\$ ip -n $WEB link del mv-web"
+ip -n "$WEB" link del mv-web
+deleted=$EPOCHREALTIME
+wait_for "mv-web to come back" ip -n "$WEB" link show mv-web
+back=$EPOCHREALTIME
+wait_for "the pass line" logged "$offset" 'pass (drift)'
+audit_since "$offset"
+note "mv-web was back $(( (${back/./} - ${deleted/./}) / 1000 )) ms after 'ip link del' returned" \
+     "(as often as ip link show could look)."
+
+step "Change mv-web's mode by hand: the daemon changes it back, in place"
+before=$(ifindex "$WEB" mv-web)
+offset=$(log_offset)
+echo "\$ ip -n $WEB link set mv-web type macvlan mode vepa"
+ip -n "$WEB" link set mv-web type macvlan mode vepa
+wait_for "the pass line" logged "$offset" 'pass (drift)'
+wait_for "bridge mode again" shows "$WEB" mv-web 'mode bridge'
+audit_since "$offset"
+note "mv-web keeps ifindex $(ifindex "$WEB" mv-web) (it was $before): changed, not re-created."
+
+step "Edit the spec: mv-db's MTU 1450 -> 1400, applied in place"
+before=$(ifindex "$DB" mv-db)
+offset=$(log_offset)
+echo "\$ (write the new spec beside the old one, rename it over)"
+spec 1400 | write_spec
+wait_for "the new MTU" shows "$DB" mv-db 'mtu 1400'
+wait_for "the pass line" logged "$offset" 'pass (spec change)'
+audit_since "$offset"
+note "mv-db keeps ifindex $(ifindex "$DB" mv-db) (it was $before)."
+
+step "Create the namespace $LATE: mv-late appears in it"
+offset=$(log_offset)
+echo "\$ ip netns add $LATE"
+ip netns add "$LATE"
+CREATED+=("$LATE")
+wait_for "mv-late in $LATE" ip -n "$LATE" link show mv-late
+wait_for "the pass line" logged "$offset" 'pass (namespace appeared)'
+audit_since "$offset"
+
+step "A bad edit is rejected, with its file:line:col; the last good spec stays in force"
+offset=$(log_offset)
+good="$(cat "$MACVLAND_CONFIG")"
+sed 's/mode: bridge$/mode: brigde/' "$MACVLAND_CONFIG" | write_spec
+echo "\$ (the same spec renamed into place, with 'mode: brigde' on line" \
+     "$(grep -n brigde "$MACVLAND_CONFIG" | cut -d: -f1))"
+wait_for "the rejection" logged "$offset" 'spec rejected'
+audit_since "$offset"
+offset=$(log_offset)
+echo "\$ ip -n $DB link del mv-db     (and the daemon still repairs, by the last good spec)"
+ip -n "$DB" link del mv-db
+wait_for "mv-db to come back" shows "$DB" mv-db 'mtu 1400'
+wait_for "the pass line" logged "$offset" 'pass (drift)'
+audit_since "$offset"
+printf '%s\n' "$good" | write_spec   # and the fix: the good spec again
 
 step "status: every interface in sync (exit 0), and the tree of macvlans under their parent"
 expect 0 macvland status
+note "mv-manual, made by hand and not in the spec, was never touched."
 
-step "The result, seen by the kernel's own tool (ip -d link show)"
-show_links "$WEB" mv-web
-show_links "$DB" mv-db
-show_links "$HOST" mv-cam
-note "mv-cam and mv-web carry the alias 'managed-by=macvland': that is how macvland"
-note "recognises its own interfaces. mv-manual has no such alias:"
-show_links "$HOST" mv-manual
-
-step "plan again: the kernel already matches the spec, so there is nothing to do (exit 0)"
-expect 0 macvland plan
-
-step "Change the spec: mv-web bridge -> vepa, mv-db MTU 1450 -> 1400, one more source MAC for mv-cam, mv-spare removed"
-cat >"$MACVLAND_CONFIG" <<EOF
-version: 1
-interfaces:
-  - name: mv-web
-    parent: eth1
-    mode: vepa              # was bridge: changed in place, the interface is not recreated
-    netns: $WEB
-    mac: 02:00:00:00:0a:01
-  - name: mv-db
-    parent: eth1
-    netns: $DB
-    mtu: 1400               # was 1450
-  - name: mv-cam
-    parent: eth1
-    mode: source
-    source_macs: [02:00:00:00:0c:01, 02:00:00:00:0c:02]   # one MAC added
-  # mv-spare is gone from the spec: macvland created it, so macvland deletes it
-EOF
-cat "$MACVLAND_CONFIG"
-web_ifindex_before="$(ip -n "$WEB" -o link show mv-web | cut -d: -f1)"
-
-step "plan: one line per change"
-expect 2 macvland plan
-
-step "apply the changes"
-expect 0 macvland apply
-
-step "status after the change"
-expect 0 macvland status
-
-step "The kernel's view after the change"
-show_links "$WEB" mv-web
-show_links "$DB" mv-db
-show_links "$HOST" mv-cam
-web_ifindex_after="$(ip -n "$WEB" -o link show mv-web | cut -d: -f1)"
-note "mv-web keeps ifindex $web_ifindex_after (it was $web_ifindex_before): the mode changed in place."
-echo "\$ ip -n $HOST -br link show"
-ip -n "$HOST" -br link show
-note "mv-spare is gone; mv-manual, which macvland never owned, is still there."
-
-step "An invalid spec is rejected by validate, with every error and its file:line:col"
-cat >"$WORK/broken.yaml" <<'EOF'
-version: 1
-interfaces:
-  - name: mv-web
-    parent: eth1
-    mode: brigde
-  - name: an-interface-name-too-long
-    parent: eth1
-    mac: 02:00:00:00:zz:01
-  - name: mv-db
-    parent: eth1
-    flags: [nopromisc]
-    mtu: 20
-EOF
-cat -n "$WORK/broken.yaml"
-# Run from the spec's directory so that messages name it briefly: broken.yaml:LINE:COL.
-expect 1 bash -c 'cd "$1" && echo "\$ macvland validate -c broken.yaml" &&
-                  "$2" validate -c broken.yaml 2>&1' _ "$WORK" "$MACVLAND"
-
-step "Clean up"
+step "Clean up: stop the daemon (it leaves the interfaces in place), delete the namespaces"
+offset=$(log_offset)
+kill "$DAEMON"
+wait "$DAEMON" || true
+DAEMON=""
+audit_since "$offset" | tail -n 1
 trap - EXIT
 cleanup
-leftover="$(ip netns list | cut -d' ' -f1 | grep -Fx -e "$HOST" -e "$WEB" -e "$DB" || true)"
+leftover="$(ip netns list | cut -d' ' -f1 | grep -Fx -e "$HOST" -e "$WEB" -e "$DB" -e "$LATE" || true)"
 if [[ -n "$leftover" ]]; then
     echo "namespaces left behind:" >&2
     echo "$leftover" >&2
     exit 1
 fi
-echo "Removed the namespaces $HOST, $WEB and $DB,"
-echo "and with them eth1, its peer and every macvlan; removed the temporary directory."
-echo "Nothing else on this machine was changed."
+echo "Removed the namespaces $HOST, $WEB, $DB and $LATE, and with them eth1,"
+echo "its peer and every macvlan; removed the temporary directory. Nothing else was changed."
