@@ -329,7 +329,10 @@ class Daemon:
                     resync_at = self.clock() + self.resync
                 if ran:
                     interest = self._interest()
-                    links.watch(interest)
+                    if links.watch(interest):
+                        # A change between this pass's read and the new subscription made an
+                        # event nobody heard: one more pass reads those namespaces afresh.
+                        self.wakeup.wake(Trigger.RETRY)
                     files.watch_namespaces(frozenset(
                         ns for ns in interest if ns is not None and "/" not in ns))
         finally:

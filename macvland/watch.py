@@ -259,8 +259,13 @@ class LinkWatcher:
         os.close(self._interrupt_r)
         os.close(self._interrupt_w)
 
-    def watch(self, interest: Mapping[Netns, Interest]) -> None:
-        """Subscribe in exactly these namespaces; reopen where the namespace was replaced."""
+    def watch(self, interest: Mapping[Netns, Interest]) -> bool:
+        """Subscribe in exactly these namespaces; reopen where the namespace was replaced.
+
+        True when a subscription is new: what changed there between the caller's last read
+        and now was announced to nobody.
+        """
+        opened = False
         with self._lock:
             for netns in list(self._subscriptions):
                 sub = self._subscriptions[netns]
@@ -283,7 +288,9 @@ class LinkWatcher:
                 sock.bind((0, RTMGRP_LINK))
                 sock.setblocking(False)
                 self._subscriptions[netns] = _Subscription(sock, identity, wanted)
+                opened = True
         os.write(self._interrupt_w, b"x")
+        return opened
 
     # --- the cache observe() reads ---
 

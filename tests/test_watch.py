@@ -114,3 +114,17 @@ def test_a_replaced_namespace_is_not_served_from_its_old_table(lab: Lab) -> None
         assert links.cached(a) is None
     finally:
         links.stop()
+
+
+def test_watch_says_when_a_subscription_is_new(lab: Lab) -> None:
+    """The daemon looks once more after a new subscription: a change made before it was
+    announced to nobody."""
+    links = LinkWatcher(lab.namespaces, lambda trigger: None)
+    links.start()
+    try:
+        assert links.watch({None: Interest(frozenset({"eth1"}))})
+        assert not links.watch({None: Interest(frozenset({"eth1", "mv0"}))})
+        assert not links.watch({})
+        assert links.watch({None: Interest()})
+    finally:
+        links.stop()
