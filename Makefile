@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 DEBS := libsystemd-dev pkg-config gcc iproute2 systemd libcap2-bin util-linux
 # What the tests need besides: iputils-ping for the datapath tests; prometheus (for promtool)
 # and prometheus-node-exporter, as the metrics tests use the real tools; mmdebstrap and
-# systemd-container (systemd-nspawn) for the booted system test (tests/test_booted.py).
+# systemd-container (systemd-nspawn) for the booted system test (tests/test_booted.py);
+# mmdebstrap also builds the root the container check runs (no container engine here).
 TEST_DEBS := iputils-ping prometheus prometheus-node-exporter mmdebstrap systemd-container
 # Where `make install` puts things (override for a staged or test install).
 PREFIX ?= /usr/local
