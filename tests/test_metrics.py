@@ -4,6 +4,7 @@ the alerting rules, and a real node_exporter serving it over HTTP on 127.0.0.1."
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -13,11 +14,19 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from macvland.apply import Outcome
+from macvland.errors import KernelError
 from macvland.metrics import CONDITIONS, Metrics
+from macvland.model import DesiredState, Key, MacvlanSpec, ObservedState
+from macvland.ops import Create
+from macvland.plan import Condition, Plan, Verdict
+from macvland.reconcile import PassResult
 from tests import test_daemon
 from tests.conftest import Lab
 from tests.test_daemon import Daemon, Expect, all_there, macvland_binary, spec_text
@@ -172,3 +181,81 @@ def test_a_bad_metrics_path_is_refused_at_start(path: str, error: str) -> None:
                          capture_output=True, text=True, check=False)
     assert run.returncode == 2
     assert error in run.stderr
+
+
+def _spec(name: str) -> MacvlanSpec:
+    return MacvlanSpec(name=name, parent="eth1")
+
+
+def _result(verdicts: list[tuple[str, Condition]], outcomes: list[Outcome]) -> PassResult:
+    plan = Plan((), tuple(Verdict(_spec(name), condition) for name, condition in verdicts))
+    return PassResult(plan, tuple(outcomes), plan, ObservedState())
+
+
+def _create(name: str, **kwargs: Any) -> Outcome:
+    return Outcome(Create(_spec(name), parent_ifindex=2), **kwargs)
+
+
+def _family(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return samples(generate_latest(metrics.registry).decode())
+
+
+@pytest.mark.parametrize(("verdicts", "held", "expected"), [
+    pytest.param([("a", Condition.IN_SYNC), ("b", Condition.PENDING)], set(),
+                 {"in_sync": 1, "pending": 1}, id="in-sync-and-pending"),
+    pytest.param([("a", Condition.DRIFTED), ("b", Condition.CONFLICT), ("c", Condition.ERROR)],
+                 set(), {"drifted": 1, "conflict": 1, "error": 1}, id="one-of-each-problem"),
+    pytest.param([("a", Condition.DRIFTED), ("b", Condition.IN_SYNC)], {(None, "a")},
+                 {"held": 1, "in_sync": 1}, id="held-counts-as-held-not-drifted"),
+    pytest.param([], set(), {}, id="no-interfaces-every-condition-zero"),
+])
+def test_interfaces_by_condition(verdicts: list[tuple[str, Condition]], held: set[Key],
+                                 expected: dict[str, int], tmp_path: Path) -> None:
+    metrics = Metrics(str(tmp_path / "m.prom"))
+    metrics.passed(_result(verdicts, []), lambda o: "startup", {"startup"}, held, 0.01, 0)
+    found = _family(metrics)
+    for condition in CONDITIONS:
+        assert value(found, "macvland_interfaces", condition=condition) == \
+            expected.get(condition, 0), condition
+
+
+@pytest.mark.parametrize(("trigger", "outcomes", "operations", "corrections"), [
+    pytest.param("startup", [_create("a"), _create("b")], {("create", "ok"): 2}, 0,
+                 id="startup-creates-are-not-corrections"),
+    pytest.param("drift", [_create("a")], {("create", "ok"): 1}, 1,
+                 id="a-create-after-drift-is-a-correction"),
+    pytest.param("resync", [_create("a", error=KernelError(errno.EEXIST)),
+                            _create("b", skipped=True)],
+                 {("create", "failed"): 1, ("create", "skipped"): 1}, 0,
+                 id="failures-are-counted-but-correct-nothing"),
+])
+def test_operations_and_drift_corrections(
+        trigger: str, outcomes: list[Outcome], operations: dict[tuple[str, str], int],
+        corrections: int, tmp_path: Path) -> None:
+    metrics = Metrics(str(tmp_path / "m.prom"))
+    metrics.passed(_result([], outcomes), lambda o: trigger, {trigger}, set(), 0.01, 0)
+    found = _family(metrics)
+    for (kind, result), count in operations.items():
+        assert value(found, "macvland_operations_total", action=kind, result=result) == count
+    assert value(found, "macvland_drift_corrections_total") == corrections
+    assert value(found, "macvland_resyncs_total") == (1 if trigger == "resync" else 0)
+
+
+def test_overflows_count_what_the_watcher_saw_since_the_last_pass(tmp_path: Path) -> None:
+    metrics = Metrics(str(tmp_path / "m.prom"))
+    for seen in (0, 2, 2, 5):
+        metrics.passed(_result([], []), lambda o: "drift", {"drift"}, set(), 0.01, seen)
+    assert value(_family(metrics), "macvland_netlink_overflows_total") == 5
+
+
+def test_a_return_to_the_spec_in_force_is_not_a_new_acceptance(tmp_path: Path) -> None:
+    metrics = Metrics(str(tmp_path / "m.prom"))
+    desired = DesiredState((_spec("a"),), "x.yaml", "ab" * 32)
+    metrics.accepted(desired, True)
+    metrics.rejected()
+    metrics.accepted(desired, False)  # the bad edit was reverted
+    found = _family(metrics)
+    assert value(found, "macvland_spec_accepted_total") == 1
+    assert value(found, "macvland_spec_rejected_total") == 1
+    assert value(found, "macvland_spec_latest_rejected") == 0
+    assert value(found, "macvland_spec_info", sha256="ab" * 32) == 1
