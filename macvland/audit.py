@@ -45,8 +45,9 @@ MESSAGE_IDS = {
 }
 """A stable journald MESSAGE_ID per kind of event (`journalctl MESSAGE_ID=...`)."""
 
-# Passes not asked for by a spec change or a new namespace: what they fix had drifted.
-_DRIFT_TRIGGERS = frozenset({"drift", "resync", "retry"})
+# What a record of a correction says it was for (loop.Daemon._why): the interface was in sync
+# with an unchanged spec, and the kernel drifted from it.
+_DRIFT_TRIGGERS = frozenset({"drift", "resync"})
 _CORRECTIONS = frozenset({"create", "recreate", "change", "move", "add-source-mac",
                           "remove-source-mac"})
 

@@ -211,9 +211,11 @@ class FightGuard:
         self._held.clear()
 
 
-# What an operation is recorded as when the spec entry it serves did not change: the kernel
-# drifted from the spec, and the operation is a correction (a fight, if it keeps happening).
-_DRIFT = (Trigger.DRIFT, Trigger.RESYNC, Trigger.RETRY)
+# What an operation is recorded as when the spec entry it serves did not change and the
+# interface was in sync: the kernel drifted from the spec, and the operation is a correction
+# (a fight, if it keeps happening). Found by a resync, it says so.
+_DRIFT = (Trigger.DRIFT, Trigger.RESYNC)
+_UNFINISHED = frozenset({Condition.PENDING, Condition.ERROR, Condition.CONFLICT})
 
 # What may start a pass the moment it comes (spec events come from the reader, once the
 # writer is done). A namespace's entry in /run/netns appears before `ip netns add` mounts the
@@ -254,6 +256,9 @@ class Daemon:
     _changed: frozenset[str] | None = frozenset()
     """The names whose spec entries the spec taking force in this pass changed (None: the
     first spec, everything is new); operations on other names correct drift."""
+    _unfinished: frozenset[str] = frozenset()
+    """The names pending, failing or in conflict after the last pass: one of those made now
+    completes the spec (a retry) and corrects no drift."""
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
@@ -417,6 +422,8 @@ class Daemon:
                                 self.fights.held(self.clock()), seconds,
                                 self._links.overflows if self._links else 0)
         self._account(result, triggers, now)
+        self._unfinished = frozenset(v.spec.name for v in result.remaining.verdicts
+                                     if v.condition in _UNFINISHED)
         self.last = result
         self._notify_passed(summary(result.remaining.verdicts))
         return True
@@ -461,15 +468,18 @@ class Daemon:
 
     def _why(self, op: Operation, triggers: set[Trigger]) -> str:
         """What an operation of this pass is recorded as, from what differed: the spec (its
-        entry for this name changed, or it is the first spec), a namespace that appeared, or
-        else the kernel drifting from an unchanged spec; never from which events came."""
+        entry for this name changed, or it is the first spec), a namespace that appeared, an
+        interface that had not got there yet (a retry), or else the kernel drifting from an
+        unchanged spec it was in sync with; never from which events came."""
         if self._changed is None:
             return str(Trigger.STARTUP if Trigger.STARTUP in triggers else Trigger.SPEC)
         if op.name in self._changed:
             return str(Trigger.SPEC)
         if Trigger.NETNS in triggers:
             return str(Trigger.NETNS)
-        return str(next((t for t in _DRIFT if t in triggers), Trigger.DRIFT))
+        if op.name in self._unfinished:
+            return str(Trigger.RETRY)  # it never got there (pending, failed): nothing drifted
+        return str(Trigger.RESYNC if triggers == {Trigger.RESYNC} else Trigger.DRIFT)
 
     def _account(self, result: PassResult, triggers: set[Trigger], now: float) -> None:
         failed = {(o.operation.netns, o.operation.name) for o in result.outcomes if o.error}

@@ -249,6 +249,10 @@ def test_changed_names_are_the_entries_that_differ(
 
 
 @pytest.mark.parametrize(("changed", "triggers", "name", "why"), [
+    pytest.param(frozenset(), {Trigger.RETRY}, "mv-new", "retry",
+                 id="one-that-never-got-there-is-a-retry-not-drift"),
+    pytest.param(frozenset(), {Trigger.DRIFT}, "mv-new", "retry",
+                 id="one-pending-made-by-any-pass-is-not-drift"),
     pytest.param(None, {Trigger.STARTUP}, "mv-a", "startup", id="start-up"),
     pytest.param(None, {Trigger.SPEC}, "mv-a", "spec change", id="first-spec-later"),
     pytest.param(frozenset({"mv-a"}), {Trigger.SPEC}, "mv-a", "spec change",
@@ -260,11 +264,15 @@ def test_changed_names_are_the_entries_that_differ(
     pytest.param(frozenset(), {Trigger.NETNS, Trigger.DRIFT}, "mv-a", "namespace appeared",
                  id="a-namespace-appeared"),
     pytest.param(frozenset(), {Trigger.RESYNC}, "mv-a", "resync", id="found-by-a-resync"),
-    pytest.param(frozenset(), {Trigger.RETRY}, "mv-a", "retry", id="a-retry"),
+    pytest.param(frozenset(), {Trigger.RETRY}, "mv-a", "drift",
+                 id="drifted-and-put-back-in-a-retry-pass"),
+    pytest.param(frozenset(), {Trigger.RESYNC, Trigger.DRIFT}, "mv-a", "drift",
+                 id="drift-and-a-resync-together"),
 ])
 def test_a_record_says_what_differed_not_which_events_came(
         tmp_path: Path, changed: frozenset[str] | None, triggers: set[Trigger], name: str,
         why: str) -> None:
     daemon = Daemon(str(tmp_path / "macvland.yaml"), Namespaces(), Ledger(str(tmp_path)))
     daemon._changed = changed
+    daemon._unfinished = frozenset({"mv-new"})  # pending or failing after the last pass
     assert daemon._why(Create(MacvlanSpec(name, "eth1"), 2), triggers) == why
