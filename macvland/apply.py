@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from macvland.devices import set_access
 from macvland.errors import KernelError, MacvlandError
 from macvland.model import DRIVER_KINDS, OWNER_ALIAS, Flag, Key, Kind, Mode, Netns, State
 from macvland.netns import Namespaces
@@ -27,6 +28,7 @@ from macvland.ops import (
     Adopt,
     Change,
     ChangeRoute,
+    ChangeTap,
     Create,
     Delete,
     LayerOperation,
@@ -184,6 +186,10 @@ class _Runner:
         steps: dict[int, list[_Request]] = {}
         for index, op in enumerate(wave):
             try:
+                if isinstance(op, ChangeTap):  # a device node, not a netlink request
+                    set_access(op.ifindex, op.name, op.access)
+                    steps[index] = []
+                    continue
                 steps[index] = _requests(op, self.namespaces)
             except (MacvlandError, OSError) as error:
                 self.done(op, error)
@@ -313,7 +319,8 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             body.append(_create_info(spec.kind, spec.mode, spec.flags, spec.source_macs,
                                      spec.bcqueuelen, spec.bc_cutoff))
             return [
-                _Request(None, RTM_NEWLINK, ifinfo(0, spec.state is State.UP) + b"".join(body),
+                _Request(None, RTM_NEWLINK,
+                         ifinfo(op.ifindex or 0, spec.state is State.UP) + b"".join(body),
                          NLM_F_CREATE | NLM_F_EXCL),
                 # The kernel ignores IFLA_IFALIAS when it creates a link, so mark it right
                 # after; a crash in between leaves a macvlan that the next pass adopts.

@@ -124,6 +124,47 @@ class State(StrEnum):
     ABSENT = "absent"
 
 
+@dataclass(frozen=True, slots=True)
+class TapAccess:
+    """Who may open a macvtap's character device: its owner and group (a name, or a numeric
+    id) and its permission bits. None leaves that one as it is (the kernel makes the device
+    root:root 0600)."""
+
+    owner: str | int | None = None
+    group: str | int | None = None
+    mode: int | None = None
+
+    def __str__(self) -> str:
+        parts = [f"{key} {value}" for key, value in (("owner", self.owner),
+                                                     ("group", self.group)) if value is not None]
+        if self.mode is not None:
+            parts.append(f"mode {self.mode:04o}")
+        return " ".join(parts) or "as the kernel makes it"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"owner": self.owner, "group": self.group,
+                "mode": None if self.mode is None else f"{self.mode:04o}"}
+
+
+@dataclass(frozen=True, slots=True)
+class TapNode:
+    """A /dev/tapN device node as it is, and the macvtap it belongs to."""
+
+    number: int
+    """N: the ifindex of the macvtap that made it."""
+    device: int
+    """Its device number (st_rdev)."""
+    uid: int
+    gid: int
+    mode: int
+    """Its permission bits."""
+    owner: str | None
+    """The name of `uid`, when it has one."""
+    group: str | None
+    link_name: str | None
+    """The name of the macvtap whose device this is, as sysfs says (None: unknown)."""
+
+
 def netns_label(netns: Netns) -> str:
     """How a namespace is named in messages."""
     return "host" if netns is None else netns
@@ -155,6 +196,8 @@ class MacvlanSpec:
     bc_cutoff: int | None = None
     numtxqueues: int | None = None
     numrxqueues: int | None = None
+    tap: TapAccess | None = None
+    """A macvtap's /dev/tapN owner, group and mode; None leaves them alone."""
     addresses: frozenset[IPInterface] | None = None
     """The exact set of static addresses; None leaves addresses alone."""
     routes: frozenset[Route] | None = None
@@ -177,6 +220,10 @@ class DesiredState:
 
     def namespaces(self) -> frozenset[Netns]:
         return frozenset(spec.netns for spec in self.interfaces)
+
+    def has_macvtaps(self) -> bool:
+        """Whether any interface is a macvtap: only then are device nodes read."""
+        return any(spec.kind is Kind.MACVTAP for spec in self.interfaces)
 
     def layered_namespaces(self) -> frozenset[Netns]:
         """The namespaces where some interface's addresses or routes are managed: only there
@@ -248,6 +295,10 @@ class ObservedState:
     routes: Mapping[Netns, Mapping[int, frozenset[Route]]] = field(default_factory=dict)
     """Per namespace where routes were read, macvland's own (its protocol number) by ifindex
     of the interface they go through."""
+    taps: Mapping[int, TapNode] | None = None
+    """Every /dev/tapN by N, when the spec has macvtaps (None: not looked at). One devtmpfs
+    serves every namespace, while each namespace numbers its own links: a node is a link's
+    only if sysfs says it is that link's device."""
 
     def get(self, netns: Netns, name: str) -> Link | None:
         return self.links.get(netns, {}).get(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from macvland.devices import tap_nodes
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import (
     DEFAULT_BC_CUTOFF,
@@ -39,9 +40,10 @@ class LinkCache(Protocol):
 
 
 def observe(namespaces: Namespaces, wanted: Iterable[Netns],
-            cache: LinkCache | None = None, layered: Iterable[Netns] = ()) -> ObservedState:
-    """The links of macvland's own namespace and of every namespace in `wanted`, and the
-    addresses and routes of those in `layered`.
+            cache: LinkCache | None = None, layered: Iterable[Netns] = (),
+            devices: bool = False) -> ObservedState:
+    """The links of macvland's own namespace and of every namespace in `wanted`, the
+    addresses and routes of those in `layered`, and with `devices` every /dev/tapN.
 
     With a `cache`, a namespace whose table is current is read from it instead of dumped;
     one that is dumped seeds it.
@@ -89,7 +91,8 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
             by_name[link.name] = built
     if cache is not None:
         cache.converted = converted
-    return ObservedState(links, frozenset(missing), unreadable, addresses, routes)
+    taps = tap_nodes() if devices else None
+    return ObservedState(links, frozenset(missing), unreadable, addresses, routes, taps)
 
 
 def _layers(sock: RtnlSocket) -> tuple[dict[int, Addresses], dict[int, frozenset[Route]]]:

@@ -16,12 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvland.model import IPInterface, MacvlanSpec, Netns, Route, interface_label, netns_label
+from macvland.model import (
+    IPInterface,
+    MacvlanSpec,
+    Netns,
+    Route,
+    TapAccess,
+    interface_label,
+    netns_label,
+)
 from macvland.settings import SETTINGS, Update, show
 from macvland.settings import jsonable as _jsonable
 
 __all__ = [
-    "AddAddress", "AddRoute", "AddSourceMac", "Adopt", "Change", "ChangeRoute", "Create",
+    "AddAddress", "AddRoute", "AddSourceMac", "Adopt", "Change", "ChangeRoute", "ChangeTap",
+    "Create",
     "Delete", "FieldChange", "LayerOperation", "Move", "Operation", "RemoveAddress",
     "RemoveRoute", "RemoveSourceMac", "show",
 ]
@@ -46,6 +55,9 @@ class Create:
     parent_ifindex: int
     recreate: str | None = None
     """Why an existing interface is being replaced, when it is."""
+    ifindex: int | None = None
+    """The ifindex to make it with (a macvtap's, chosen so its /dev/tapN is free); None: the
+    kernel's choice."""
 
     kind = "create"
     phase = 3
@@ -68,6 +80,7 @@ class Create:
     def to_dict(self) -> dict[str, Any]:
         s = self.spec
         return {"op": "create", "netns": s.netns, "name": s.name, "recreate": self.recreate,
+                "ifindex": self.ifindex,
                 **{setting.key: _jsonable(setting.wanted(s)) for setting in SETTINGS}}
 
 
@@ -301,7 +314,33 @@ class ChangeRoute:
                 "new": _route_dict(self.new)}
 
 
-LayerOperation = AddAddress | RemoveAddress | AddRoute | RemoveRoute | ChangeRoute
+@dataclass(frozen=True, slots=True)
+class ChangeTap:
+    """Give a macvtap's /dev/tapN the owner, group and mode the spec asks for (chown, chmod),
+    waiting for the kernel to make the node of a macvtap just created."""
+
+    netns: Netns
+    name: str
+    ifindex: int
+    """N of /dev/tapN: the macvtap's ifindex, chosen by the plan for one it creates."""
+    access: TapAccess
+    changes: tuple[FieldChange, ...]
+
+    kind = "change-tap"
+    phase = 4
+
+    def describe(self) -> str:
+        changes = ", ".join(map(str, self.changes))
+        return f"{interface_label(self.name, self.netns)}: /dev/tap{self.ifindex}: {changes}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "netns": self.netns, "name": self.name,
+                "ifindex": self.ifindex, "tap": self.access.to_dict(),
+                "changes": [c.to_dict() for c in self.changes]}
+
+
+LayerOperation = (AddAddress | RemoveAddress | AddRoute | RemoveRoute | ChangeRoute
+                  | ChangeTap)
 """Operations on what an interface carries, not on the interface itself: one failing does not
 stop the others on the same interface."""
 

@@ -26,6 +26,7 @@ No I/O happens here. The rules it encodes, and why:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,12 +36,16 @@ from macvland.model import (
     DesiredState,
     IPInterface,
     Key,
+    Kind,
     Link,
     MacvlanSpec,
     Mode,
+    Netns,
     ObservedState,
     Route,
     State,
+    TapAccess,
+    TapNode,
     netns_label,
 )
 from macvland.ops import (
@@ -50,6 +55,7 @@ from macvland.ops import (
     Adopt,
     Change,
     ChangeRoute,
+    ChangeTap,
     Create,
     Delete,
     FieldChange,
@@ -146,6 +152,8 @@ class _Planner:
         # Links accounted for by a spec entry: everything owned and not claimed is an orphan.
         self.claimed: set[Key] = set()
         self.home_names = observed.home_names()
+        self.tap_numbers: set[int] = set()
+        """The /dev/tapN numbers this plan gives the macvtaps it creates."""
         self.owned: dict[str, list[Link]] = {}
         for link in observed.owned():
             self.owned.setdefault(link.name, []).append(link)
@@ -154,7 +162,8 @@ class _Planner:
         before = len(self.ops)
         verdict = self._visit(spec)
         if verdict is None or verdict.condition in (Condition.IN_SYNC, Condition.DRIFTED):
-            layers = self._layers(spec, self.ops[before:])
+            layers = [*self._layers(spec, self.ops[before:]),
+                      *self._tap(spec, self.ops[before:])]
             if layers:
                 self.ops += layers
                 verdict = None
@@ -174,6 +183,54 @@ class _Planner:
             return []  # not read: nothing is known, so nothing is decided
         return _layer_ops(spec, link.ifindex, addresses.get(link.ifindex, Addresses()),
                           routes.get(link.ifindex, frozenset()))
+
+    def _tap(self, spec: MacvlanSpec, link_ops: Sequence[Operation]) -> list[Operation]:
+        """What gives a macvtap's /dev/tapN the owner, group and mode of `spec`."""
+        if (spec.kind is not Kind.MACVTAP or spec.tap is None or spec.state is State.ABSENT
+                or self.observed.taps is None):
+            return []
+        create = next((op for op in link_ops if isinstance(op, Create)), None)
+        if create is not None:
+            if create.ifindex is None:
+                return []
+            return [ChangeTap(spec.netns, spec.name, create.ifindex, spec.tap,
+                              _tap_changes(spec.tap, None))]
+        if any(isinstance(op, Move) for op in link_ops):
+            return []  # it may come out renumbered: the next pass sees its device
+        link = self.observed.get(spec.netns, spec.name)
+        if link is None or link.kind != Kind.MACVTAP:
+            return []
+        node = self.observed.taps.get(link.ifindex)
+        if node is None or node.link_name != link.name:
+            return []  # not there yet; or another's, which _visit recreates
+        changes = _tap_changes(spec.tap, node)
+        return [ChangeTap(spec.netns, spec.name, link.ifindex, spec.tap, changes)] if changes \
+            else []
+
+    def _create(self, spec: MacvlanSpec, recreate: str | None = None) -> Create:
+        ifindex = None
+        if spec.kind is Kind.MACVTAP and self.observed.taps is not None:
+            ifindex = self._free_tap_number(spec.netns)
+        return Create(spec, self._parent_ifindex(spec), recreate, ifindex)
+
+    def _free_tap_number(self, netns: Netns) -> int:
+        """An ifindex free in `netns` whose /dev/tapN nothing has: every namespace numbers
+        its own links, but the device nodes of all share one /dev."""
+        assert self.observed.taps is not None
+        used = {link.ifindex for link in self.observed.links.get(netns, {}).values()}
+        used |= self.observed.taps.keys() | self.tap_numbers
+        number = next(n for n in itertools.count(2) if n not in used)
+        self.tap_numbers.add(number)
+        return number
+
+    def _tap_taken(self, spec: MacvlanSpec, link: Link) -> str | None:
+        """Whose /dev/tapN this macvtap's number already names, if another's."""
+        if spec.kind is not Kind.MACVTAP or link.kind != Kind.MACVTAP or not self.observed.taps:
+            return None
+        node = self.observed.taps.get(link.ifindex)
+        if node is None or node.link_name == link.name:
+            return None
+        return node.link_name or "another driver's device"
 
     def _visit(self, spec: MacvlanSpec) -> Verdict | None:
         self.claimed.add(spec.key)
@@ -197,12 +254,23 @@ class _Planner:
             self._create_or_move(spec)
             return None
         parent_ifindex = self._parent_ifindex(spec)
+        taken = self._tap_taken(spec, link)
+        if taken is not None and (link.owned or link.parent == spec.parent):
+            # Its device node is another's, so no VM can open it; a new number gives it one.
+            why = (f"its /dev/tap{link.ifindex} is the device of {taken}, a macvtap of the "
+                   "same ifindex in another namespace")
+            self.ops += [Delete(link.netns, link.name, link.ifindex, link.parent, why, True),
+                         self._create(spec, why)]
+            return None
         known = self.memo.get(id(spec))
         if (known is None or known[0] is not spec or known[1] is not link
                 or known[2] != parent_ifindex):
             known = (spec, link, parent_ifindex, *_existing(spec, link, parent_ifindex))
         self.decided[id(spec)] = known
-        self.ops += known[4]
+        # A recreated macvtap's number is chosen afresh: it depends on more than the memo's key.
+        self.ops += [self._create(op.spec, op.recreate)
+                     if isinstance(op, Create) and op.spec.kind is Kind.MACVTAP else op
+                     for op in known[4]]
         return known[3]
 
     def _absent(self, spec: MacvlanSpec, link: Link | None) -> Verdict | None:
@@ -234,7 +302,7 @@ class _Planner:
     def _create_or_move(self, spec: MacvlanSpec) -> None:
         source = self._move_source(spec)
         if source is None:
-            self.ops.append(Create(spec, self._parent_ifindex(spec)))
+            self.ops.append(self._create(spec))
             return
         self.claimed.add(source.key)
         self.ops.append(Move(source.netns, source.name, source.ifindex, spec.netns))
@@ -344,6 +412,24 @@ def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Op
         yield Change(link.netns, link.name, ifindex, tuple(changes), _kind(link))
     for steps in _OWN_STEPS.values():
         yield from steps(link, spec, ifindex)
+
+
+def _tap_changes(want: TapAccess, node: TapNode | None) -> tuple[FieldChange, ...]:
+    """How /dev/tapN differs from `want` (from "unset" for one not made yet)."""
+    changes = []
+    for key, value, number, name in (
+            ("owner", want.owner, node and node.uid, node and node.owner),
+            ("group", want.group, node and node.gid, node and node.group)):
+        if value is None:
+            continue
+        have = number if isinstance(value, int) else name
+        if node is None or have != value:
+            shown = None if node is None else (name if name is not None else number)
+            changes.append(FieldChange(f"tap.{key}", shown, value))
+    if want.mode is not None and (node is None or node.mode != want.mode):
+        changes.append(FieldChange("tap.mode", None if node is None else f"{node.mode:04o}",
+                                   f"{want.mode:04o}"))
+    return tuple(changes)
 
 
 def _kind(link: Link) -> str:

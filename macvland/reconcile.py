@@ -40,7 +40,7 @@ def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
     """Observe every namespace the spec names or that may still hold owned interfaces, and
     the addresses and routes where the spec manages some."""
     return observe(namespaces, desired.namespaces() | ledger.namespaces(), cache,
-                   desired.layered_namespaces())
+                   desired.layered_namespaces(), desired.has_macvtaps())
 
 
 def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,

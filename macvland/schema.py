@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from macvland.model import Mode
+from macvland.model import Kind, Mode
 from macvland.settings import SETTINGS, SetOf, Setting, Update, jsonable
 
 SCHEMA_PATH = "etc/macvland/macvland.schema.json"
@@ -38,7 +38,7 @@ def json_schema() -> dict[str, Any]:
         "properties": {s.key: _property(s) for s in SETTINGS},
         "required": [s.key for s in SETTINGS if s.required],
         "additionalProperties": False,
-        "allOf": [rule for s in SETTINGS for rule in _mode_rules(s)],
+        "allOf": [rule for s in SETTINGS for rule in (*_mode_rules(s), *_kind_rules(s))],
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -87,6 +87,16 @@ def _mode_rules(setting: Setting) -> list[dict[str, Any]]:
     return rules
 
 
+def _kind_rules(setting: Setting) -> list[dict[str, Any]]:
+    if set(setting.kinds) == set(Kind):
+        return []
+    allowed = [str(k) for k in Kind if k in setting.kinds]
+    condition: dict[str, Any] = {"properties": {"kind": {"not": {"enum": allowed}}}}
+    if Kind.MACVLAN in setting.kinds:
+        condition["required"] = ["kind"]
+    return [{"if": condition, "then": {"not": {"required": [setting.key]}}}]
+
+
 def _plain(doc: str) -> str:
     return doc.replace("`", "")
 
@@ -118,6 +128,8 @@ def _yaml(value: object) -> str:
 
 
 def _where(setting: Setting) -> str:
+    if set(setting.kinds) != set(Kind):
+        return "kind " + " ".join(str(k) for k in Kind if k in setting.kinds)
     if setting.item_modes:
         return "; ".join(f"`{v}`: {m}" for v, m in setting.item_modes.items())
     if set(setting.modes) == set(Mode):

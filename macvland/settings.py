@@ -53,6 +53,7 @@ from macvland.model import (
     Mode,
     Route,
     State,
+    TapAccess,
     default_metric,
 )
 
@@ -83,7 +84,8 @@ def jsonable(value: object) -> object:
         return sorted(str(v) for v in value)
     if isinstance(value, StrEnum):
         return str(value)
-    return value
+    to_dict = getattr(value, "to_dict", None)  # a structured value (TapAccess)
+    return to_dict() if to_dict is not None else value
 
 
 class Update(StrEnum):
@@ -100,6 +102,8 @@ class Update(StrEnum):
     LAYER = "in place, above the link"
     """What the interface carries (addresses, routes): planned per layer (plan._layer_ops)
     after the link is in place, and put back after a create or a move."""
+    DEVICE = "on /dev/tapN"
+    """Changed on the macvtap's character device (chown, chmod), not through netlink."""
 
 
 # --- value types ------------------------------------------------------------------------------
@@ -432,6 +436,70 @@ class SetOf(ValueType):
         return f"list of {self.item.summary()}"
 
 
+@dataclass(frozen=True, slots=True)
+class Account(Text):
+    """A user or group: a name, or a numeric id."""
+
+    what: str
+    """"user" or "group"."""
+
+    def check(self, text: str) -> str | int:
+        if text.isdigit():
+            number = int(text)
+            if number >= 2**32 - 1:  # (uid_t) -1 means "no change" to chown
+                raise Invalid(f"{number} is out of range 0..{2**32 - 2}")
+            return number
+        if not _ACCOUNT.fullmatch(text):
+            raise Invalid(f"{text!r} is neither a {self.what} name nor a numeric id")
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**32 - 2},
+                          {"type": "string", "pattern": f"^([0-9]+|{_ACCOUNT.pattern})$"}]}
+
+    def summary(self) -> str:
+        return f"{self.what} name or numeric id"
+
+
+_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+@dataclass(frozen=True, slots=True)
+class FileMode(Text):
+    """Permission bits written as chmod takes them: three octal digits, with or without a
+    leading 0 (0660 or 660; YAML 1.1 would read an unquoted 0660 as the number 432)."""
+
+    def check(self, text: str) -> int:
+        if not re.fullmatch(r"0?[0-7]{3}", text):
+            raise Invalid(f"{text!r} is not a mode (expected octal permission bits, like 0660)")
+        return int(text, 8)
+
+    def schema(self) -> dict[str, Any]:
+        # YAML 1.2 reads an unquoted 0660 as 660: a schema cannot tell 0680 from 0660 then.
+        return {"anyOf": [{"type": "string", "pattern": "^0?[0-7]{3}$"},
+                          {"type": "integer", "minimum": 0, "maximum": 777}]}
+
+    def summary(self) -> str:
+        return "octal permission bits (`0660`)"
+
+
+@dataclass(frozen=True, slots=True)
+class Record(ValueType):
+    """A mapping of named settings, made into one model value by `build`; every field may be
+    left out (None: left alone)."""
+
+    fields: tuple[Setting, ...]
+    build: Callable[..., object]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False,
+                "properties": {f.key: {**f.type.schema(), "description": f.doc.replace("`", "")}
+                               for f in self.fields}}
+
+    def summary(self) -> str:
+        return "mapping of " + ", ".join(f"`{f.key}` ({f.type.summary()})" for f in self.fields)
+
+
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     import difflib  # only for a spec with a mistake: not on every start
 
@@ -483,7 +551,9 @@ class Setting:
     @property
     def default(self) -> object:
         """What an absent key means: the model's default (None: left as the kernel has it)."""
-        spec_field = _SPEC_FIELDS[self.key]
+        spec_field = _SPEC_FIELDS.get(self.key)
+        if spec_field is None:
+            return None  # a field of a Record: None, left alone
         if spec_field.default is not MISSING:
             return spec_field.default
         if spec_field.default_factory is not MISSING:
@@ -509,6 +579,11 @@ class Setting:
 
 
 _SPEC_FIELDS = {f.name: f for f in fields(MacvlanSpec)}
+
+
+def kind_conflict(setting: Setting, kind: Kind) -> str:
+    kinds = " or ".join(str(k) for k in Kind if k in setting.kinds)
+    return f"{setting.key} only applies to kind {kinds}, not {kind}"
 
 
 def _passthru_boundary(old: object, new: object) -> str | None:
@@ -551,6 +626,13 @@ SETTINGS: tuple[Setting, ...] = (
             "vCPU of a VM on a macvtap); fixed when the interface is made.", Update.RECREATE),
     Setting("numrxqueues", Integer(1, 4096), "Receive queues; fixed when the interface is "
             "made.", Update.RECREATE),
+    Setting("tap", Record((
+        Setting("owner", Account("user"), "Who owns /dev/tapN (e.g. the VM's user)."),
+        Setting("group", Account("group"), "Its group (e.g. kvm)."),
+        Setting("mode", FileMode(), "Its permission bits (e.g. 0660)."),
+    ), TapAccess), "Who may open the macvtap's /dev/tapN: applied when the device appears, "
+        "and put back when it drifts.", Update.DEVICE, kinds=frozenset({Kind.MACVTAP}),
+        label="tap"),
     Setting("state", Choice(State), "The administrative state; `absent`: make sure no "
             "macvlan of this name exists (deleted whoever made it; other settings ignored).",
             bare=True, observed=lambda link: State.UP if link.up else State.DOWN),

@@ -32,19 +32,21 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from macvland.errors import PROBLEM_LIMIT, SpecError, SpecProblem
-from macvland.model import DesiredState, Key, MacvlanSpec, Mode, State, netns_label
+from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Mode, State, netns_label
 from macvland.settings import (
     ITEM_KEYS,
     SETTINGS,
     Integer,
     Invalid,
     InvalidFields,
+    Record,
     RouteItem,
     SetOf,
     Setting,
     Text,
     ValueType,
     did_you_mean,
+    kind_conflict,
     mode_conflict,
 )
 
@@ -401,6 +403,8 @@ def _converter(kind: ValueType) -> Callable[[Node], Any]:
         converters = {key: _converter(item) for key, item, _ in kind.fields}
         required = [key for key, _, needed in kind.fields if needed]
         return lambda node: _record(node, kind, keys, required, converters)
+    if isinstance(kind, Record):
+        return lambda node: node  # walked by _read_record, which knows the place
     raise TypeError(f"no YAML reading for {kind!r}")
 
 
@@ -653,6 +657,8 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
             lists[key] = items = fields.get_list(key, convert)
             absent = key not in fields.entries and _DEFAULTS[key] is None
             values[key] = None if absent else frozenset(value for _, _, value in items)
+        elif isinstance(setting.type, Record):
+            values[key] = _read_record(fields, key, setting.type)
         elif setting.required:
             values[key] = fields.require(key, convert)
         else:
@@ -660,10 +666,37 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
     if "mode" not in fields.bad:
         _check_mode_settings(fields, values["mode"], lists)
     _check_routes(fields, values["state"], lists["routes"])
+    if "kind" not in fields.bad:
+        _check_kind_settings(fields, values["kind"])
     if values["name"] is None or values["parent"] is None:
         return None
     spec = MacvlanSpec(**values, origin=f"{report.file}:{_line(node)}")
     return _Parsed(spec, report.file, node, path, frozenset(fields.bad))
+
+
+def _read_record(fields: _Fields, key: str, record: Record) -> object:
+    """A mapping of settings, each read and checked like a setting of the interface."""
+    node = fields.value(key)
+    if node is None:
+        return None
+    if not isinstance(node, MappingNode):
+        fields.report.at(node, fields.path_of(key), f"expected a mapping, got {_describe(node)}")
+        fields.bad.add(key)
+        return None
+    inner = _Fields(node, fields.path_of(key), tuple(f.key for f in record.fields),
+                    fields.report)
+    values = {f.key: inner.get(f.key, _converter(f.type), None) for f in record.fields}
+    if inner.bad:
+        fields.bad.add(key)
+    return record.build(**values)
+
+
+def _check_kind_settings(fields: _Fields, kind: Kind) -> None:
+    """Settings that only one kind has (a macvtap's device)."""
+    for setting in SETTINGS:
+        key = fields.key(setting.key)
+        if key is not None and kind not in setting.kinds:
+            fields.report.at(key, fields.path_of(setting.key), kind_conflict(setting, kind))
 
 
 def _check_mode_settings(fields: _Fields, mode: Mode,

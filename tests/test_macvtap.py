@@ -3,11 +3,17 @@ namespace; checked with `ip -d -j link show`."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from macvland.model import OWNER_ALIAS, Flag, Kind, MacvlanSpec, Mode
+from macvland.model import OWNER_ALIAS, Flag, Kind, MacvlanSpec, Mode, TapAccess
 from tests.conftest import Lab, macvlan_info
 
 
@@ -93,3 +99,95 @@ def test_drift_of_a_macvtap_is_put_back(lab: Lab) -> None:
     assert [op.describe() for op in result.plan.operations] == [
         "mvt0: mode bridge -> private (in place)"]
     assert macvlan_info(lab.links()["mvt0"])["mode"] == "private"
+
+
+# --- /dev/tapN: owner, group, mode ----------------------------------------------------------
+
+NOBODY = pwd.getpwnam("nobody")
+ACCESS = TapAccess(owner="nobody", group=NOBODY.pw_gid, mode=0o660)
+
+
+def device(lab: Lab, name: str = "mvt0", netns: str | None = None) -> tuple[str, os.stat_result]:
+    """/dev/tapN of a macvtap, N read independently (`ip -j`), and its stat."""
+    ifindex = (lab.links(netns) if netns else lab.links())[name]["ifindex"]
+    path = f"/dev/tap{ifindex}"
+    return path, os.stat(path)
+
+
+def opens_as_nobody(path: str) -> bool:
+    """Whether the user nobody can open `path` for reading and writing (a VM's hypervisor
+    does just that)."""
+    script = ("import os, sys\nos.setgroups([])\nos.setgid(%d)\nos.setuid(%d)\n"
+              "try:\n    os.close(os.open(sys.argv[1], os.O_RDWR))\nexcept PermissionError:\n"
+              "    sys.exit(3)\n") % (NOBODY.pw_gid, NOBODY.pw_uid)
+    result = subprocess.run([sys.executable, "-c", script, path], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode in (0, 3), result.stderr
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize("where", ["home", "netns"])
+def test_tap_access_is_applied_when_the_device_appears(lab: Lab, where: str) -> None:
+    netns = lab.add_netns("vm") if where == "netns" else None
+    result = converge(lab, tap(netns=netns, tap=ACCESS))
+    kinds = [op.kind for op in result.plan.operations]
+    assert kinds == ["create", "change-tap"]
+
+    path, st = device(lab, netns=netns)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_uid, NOBODY.pw_gid,
+                                                                0o660)
+    assert stat.S_ISCHR(st.st_mode)
+    assert opens_as_nobody(path)
+    assert lab.reconcile(tap(netns=netns, tap=ACCESS)).plan.operations == ()
+
+
+def test_without_tap_access_nobody_cannot_open_the_device(lab: Lab) -> None:
+    converge(lab, tap())
+    path, st = device(lab)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    assert not opens_as_nobody(path)
+
+
+def test_tap_access_drift_is_put_back(lab: Lab) -> None:
+    converge(lab, tap(tap=ACCESS))
+    path, _ = device(lab)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o600)
+    result = converge(lab, tap(tap=ACCESS))
+    number = path.removeprefix("/dev/tap")
+    assert [op.describe() for op in result.plan.operations] == [
+        f"mvt0: /dev/tap{number}: tap.owner root -> nobody, tap.group root -> {NOBODY.pw_gid}, "
+        "tap.mode 0600 -> 0660"]
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_uid, NOBODY.pw_gid,
+                                                                0o660)
+
+
+def test_a_macvtap_whose_number_names_another_device_is_renumbered(lab: Lab) -> None:
+    # A macvtap in another namespace holds /dev/tapN; one of ours with the same ifindex has no
+    # device at all, so no VM could open it: it is recreated with a number of its own.
+    other = lab.add_netns("other")
+    lab.ip("link", "add", "up0", "type", "veth", "peer", "name", "up0-peer", netns=other)
+    number = 40000 + secrets.randbelow(20000)
+    while os.path.exists(f"/dev/tap{number}"):
+        number += 1
+    lab.ip("link", "add", "index", str(number), "squat", "link", "up0", "type", "macvtap",
+           netns=other)
+    lab.ip("link", "add", "index", str(number), "mvt0", "link", "eth1", "type", "macvtap")
+    held = os.stat(f"/dev/tap{number}").st_rdev
+    assert os.readlink(f"/sys/dev/char/{os.major(held)}:{os.minor(held)}").split(
+        "/")[-3] == "squat"
+
+    result = converge(lab, tap(tap=ACCESS))
+    assert [(op.kind, getattr(op, "recreate", None)) for op in result.plan.operations][:2] == [
+        ("delete", True),
+        ("create", f"its /dev/tap{number} is the device of squat, a macvtap of the same "
+                   "ifindex in another namespace")]
+    path, st = device(lab)
+    assert path != f"/dev/tap{number}"
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_uid, 0o660)
+    assert os.readlink(f"/sys/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}").split(
+        "/")[-3] == "mvt0"
+    # The other namespace's device is untouched.
+    squatter = os.stat(f"/dev/tap{number}")
+    assert (squatter.st_uid, stat.S_IMODE(squatter.st_mode)) == (0, 0o600)

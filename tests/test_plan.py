@@ -25,11 +25,14 @@ from macvland.model import (
     Netns,
     ObservedState,
     State,
+    TapAccess,
+    TapNode,
 )
 from macvland.ops import (
     AddSourceMac,
     Adopt,
     Change,
+    ChangeTap,
     Create,
     Delete,
     FieldChange,
@@ -808,3 +811,100 @@ def test_a_macvtap_create_line_names_kind_and_queues() -> None:
     assert [op.describe() for op in p.operations] == [
         "mv0: create: macvtap bridge on eth1, numtxqueues 4, numrxqueues 2, up"]
     assert p.operations[0].to_dict()["kind"] == "macvtap"
+
+
+# --- /dev/tapN ------------------------------------------------------------------------------
+
+ACCESS = TapAccess(owner="qemu", group="kvm", mode=0o660)
+
+
+def node(number: int, link_name: str | None = "mv0", owner: str = "root", uid: int = 0,
+         group: str = "root", gid: int = 0, mode: int = 0o600) -> TapNode:
+    return TapNode(number, 0xF600000 + number, uid, gid, mode, owner, group, link_name)
+
+
+def with_taps(state: ObservedState, *nodes: TapNode) -> ObservedState:
+    return dataclasses.replace(state, taps={n.number: n for n in nodes})
+
+
+def test_a_new_macvtap_gets_a_number_whose_device_is_free_and_then_its_access() -> None:
+    want = spec(**TAP, tap=ACCESS)
+    # eth1 is 2, eth2 is 3 at home; /dev/tap4 and /dev/tap5 belong to others.
+    p = plan(desired(want), with_taps(observed(), node(4, "other"), node(5, None)))
+    assert p.operations == (
+        Create(want, ETH1.ifindex, ifindex=6),
+        ChangeTap(None, "mv0", 6, ACCESS, (FieldChange("tap.owner", None, "qemu"),
+                                           FieldChange("tap.group", None, "kvm"),
+                                           FieldChange("tap.mode", None, "0660"))),
+    )
+
+
+def test_two_new_macvtaps_in_two_namespaces_never_share_a_number() -> None:
+    a, b = spec("mv0", netns="red", **TAP), spec("mv0", netns="blue", **TAP)
+    p = plan(desired(a, b), with_taps(observed()))
+    numbers = [op.ifindex for op in p.operations if isinstance(op, Create)]
+    assert len(set(numbers)) == 2 and None not in numbers
+
+
+def test_macvlans_and_unobserved_devices_keep_the_kernels_choice_of_ifindex() -> None:
+    assert plan(desired(spec()), with_taps(observed())).operations == (Create(spec(), 2),)
+    assert plan(desired(spec(**TAP)), observed()).operations == (Create(spec(**TAP), 2),)
+
+
+TAP_DRIFT = [
+    pytest.param(node(10, owner="qemu", group="kvm", mode=0o660), [], id="in-sync"),
+    pytest.param(node(10, owner="root", group="kvm", mode=0o660),
+                 [FieldChange("tap.owner", "root", "qemu")], id="owner"),
+    pytest.param(node(10, owner="qemu", group="kvm", mode=0o600),
+                 [FieldChange("tap.mode", "0600", "0660")], id="mode"),
+    pytest.param(node(10, owner="qemu", group="root", mode=0o666),
+                 [FieldChange("tap.group", "root", "kvm"), FieldChange("tap.mode", "0666", "0660")],
+                 id="group-and-mode"),
+]
+
+
+@pytest.mark.parametrize(("have", "changes"), TAP_DRIFT)
+def test_tap_access_is_compared_with_the_device(have: TapNode, changes: list[FieldChange]) -> None:
+    want = spec(**TAP, tap=ACCESS)
+    p = plan(desired(want), with_taps(observed(link_from(want, 10)), have))
+    assert p.operations == ((ChangeTap(None, "mv0", 10, ACCESS, tuple(changes)),) if changes
+                            else ())
+
+
+def test_numeric_ids_compare_with_the_devices_ids() -> None:
+    want = spec(**TAP, tap=TapAccess(owner=107, group=0))
+    have = node(10, owner="libvirt-qemu", uid=107, group="root", gid=0)
+    assert plan(desired(want), with_taps(observed(link_from(want, 10)), have)).operations == ()
+
+
+def test_no_tap_access_leaves_the_device_alone() -> None:
+    want = spec(**TAP)
+    p = plan(desired(want), with_taps(observed(link_from(want, 10)), node(10, mode=0o777)))
+    assert p.operations == ()
+
+
+def test_a_device_not_there_yet_is_left_for_the_next_pass() -> None:
+    want = spec(**TAP, tap=ACCESS)
+    assert plan(desired(want), with_taps(observed(link_from(want, 10)))).operations == ()
+
+
+def test_a_macvtap_whose_number_is_another_devices_is_recreated_with_a_free_one() -> None:
+    want = spec(**TAP, tap=ACCESS)
+    why = ("its /dev/tap10 is the device of squat, a macvtap of the same ifindex in another "
+           "namespace")
+    p = plan(desired(want), with_taps(observed(link_from(want, 10)), node(10, "squat")))
+    assert p.operations[:2] == (Delete(None, "mv0", 10, "eth1", why, recreate=True),
+                                Create(want, ETH1.ifindex, why, ifindex=4))
+    assert p.operations[2] == ChangeTap(None, "mv0", 4, ACCESS, (
+        FieldChange("tap.owner", None, "qemu"), FieldChange("tap.group", None, "kvm"),
+        FieldChange("tap.mode", None, "0660")))
+    assert [op.describe() for op in p.operations][2] == (
+        "mv0: /dev/tap4: tap.owner unset -> qemu, tap.group unset -> kvm, tap.mode unset -> 0660")
+
+
+def test_a_foreign_macvtap_is_never_recreated_for_its_device() -> None:
+    want = spec(**TAP)
+    have = link_from(want, 10, owned=False, parent="eth2", lower="eth2")
+    p = plan(desired(want), with_taps(observed(have), node(10, "squat")))
+    assert verdict_of(p).condition is Condition.CONFLICT
+    assert p.operations == ()

@@ -146,6 +146,23 @@ AGREE = {
     "mtu_null": Case(one("mtu:"), False),
     "bcqueuelen_negative": Case(one("bcqueuelen: -1"), False),
     "bc_cutoff_too_large": Case(one("bc_cutoff: 2147483648"), False),
+    # --- macvtap
+    "macvtap_with_everything": Case(one("kind: macvtap", "mode: source", "flags: [nodst]",
+                                        "source_macs: [02:00:00:00:00:01]", "numtxqueues: 4",
+                                        "numrxqueues: 4",
+                                        "tap: {owner: nobody, group: 65534, mode: '0660'}"),
+                                    True),
+    "tap_with_a_mode_yaml_reads_as_a_number": Case(one("kind: macvtap", "tap: {mode: 660}"),
+                                                   True),
+    "kind_misspelt": Case(one("kind: macvtab"), False),
+    "tap_on_a_macvlan": Case(one("tap: {owner: nobody}"), False),
+    "tap_on_the_default_kind": Case(one("kind: macvlan", "tap: {mode: '0660'}"), False),
+    "tap_unknown_key": Case(one("kind: macvtap", "tap: {ownr: nobody}"), False),
+    "tap_not_a_mapping": Case(one("kind: macvtap", "tap: nobody"), False),
+    "tap_mode_not_octal": Case(one("kind: macvtap", "tap: {mode: '0680'}"), False),
+    "tap_owner_with_space": Case(one("kind: macvtap", "tap: {owner: 'a b'}"), False),
+    "numtxqueues_zero": Case(one("numtxqueues: 0"), False),
+    "numrxqueues_too_many": Case(one("numrxqueues: 4097"), False),
     # --- netns
     "netns_relative_path": Case(one("netns: run/netns/blue"), False),
     "netns_dot": Case(one("netns: ."), False),
@@ -181,6 +198,9 @@ BEYOND = {
                                            "02:00:00:00:00:AA]"), False, True,
                                        "uniqueItems compares strings; the parser compares "
                                        "MACs"),
+    "tap_mode_unquoted_with_a_digit_8": Case(one("kind: macvtap", "tap: {mode: 0680}"), False,
+                                             True, "YAML 1.2 reads 0680 as the number 680; a "
+                                             "schema cannot see the digits of a number"),
     "unquoted_digit_name": Case(one(name="0123"), True, False,
                                 "YAML 1.2 reads 0123 as the number 123; the parser takes it "
                                 "as written, the schema asks for quotes"),

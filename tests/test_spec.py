@@ -11,7 +11,7 @@ import pytest
 
 from macvland.errors import SpecError, SpecProblem
 from macvland.intake import load_spec, read_spec
-from macvland.model import DesiredState, Flag, Kind, MacvlanSpec, Mode, State
+from macvland.model import DesiredState, Flag, Kind, MacvlanSpec, Mode, State, TapAccess
 from macvland.spec import ParseMemo, parse_source, parse_spec
 
 FILE = "macvland.yaml"
@@ -1177,3 +1177,42 @@ def test_a_macvtap_takes_every_macvlan_setting() -> None:
                                numrxqueues=2, bcqueuelen=10)
     (default,) = parse(ONE)
     assert default.kind is Kind.MACVLAN
+
+
+TAP = ONE + "    kind: macvtap\n"
+
+TAP_ERRORS = [
+    ("tap_on_a_macvlan", ONE + "    tap: {owner: qemu}\n", 5, 5, "interfaces[0].tap",
+     "tap only applies to kind macvtap, not macvlan"),
+    ("tap_not_a_mapping", TAP + "    tap: qemu\n", 6, 10, "interfaces[0].tap",
+     "expected a mapping, got string 'qemu'"),
+    ("tap_unknown_key", TAP + "    tap: {ownr: qemu}\n", 6, 11, "interfaces[0].tap.ownr",
+     "unknown key 'ownr' (did you mean 'owner'?)"),
+    ("tap_mode_not_octal", TAP + "    tap: {mode: 0680}\n", 6, 17, "interfaces[0].tap.mode",
+     "'0680' is not a mode (expected octal permission bits, like 0660)"),
+    ("tap_owner_bad_name", TAP + "    tap: {owner: 'a b'}\n", 6, 18, "interfaces[0].tap.owner",
+     "'a b' is neither a user name nor a numeric id"),
+    ("tap_group_minus_one", TAP + "    tap: {group: 4294967295}\n", 6, 18,
+     "interfaces[0].tap.group", "4294967295 is out of range 0..4294967294"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "path", "message"),
+                         [pytest.param(*case[1:], id=case[0]) for case in TAP_ERRORS])
+def test_tap_problems_are_reported_at_their_place(
+        text: str, line: int, column: int, path: str, message: str) -> None:
+    (problem,) = problems_of(text)
+    assert (problem.line, problem.column, problem.path, problem.message) == (
+        line, column, path, message)
+
+
+@pytest.mark.parametrize(("written", "access"), [
+    pytest.param("{owner: libvirt-qemu, group: kvm, mode: 0660}",
+                 TapAccess("libvirt-qemu", "kvm", 0o660), id="names"),
+    pytest.param("{owner: 107, group: 0, mode: '660'}", TapAccess(107, 0, 0o660), id="ids"),
+    pytest.param("{mode: 0666}", TapAccess(mode=0o666), id="mode-only"),
+    pytest.param("{}", TapAccess(), id="empty"),
+])
+def test_tap_access_reads_names_ids_and_octal_modes(written: str, access: TapAccess) -> None:
+    (spec,) = parse(TAP + f"    tap: {written}\n")
+    assert spec.tap == access
