@@ -117,9 +117,10 @@ def device(lab: Lab, name: str = "mvt0", netns: str | None = None) -> tuple[str,
 def opens_as_nobody(path: str) -> bool:
     """Whether the user nobody can open `path` for reading and writing (a VM's hypervisor
     does just that)."""
-    script = ("import os, sys\nos.setgroups([])\nos.setgid(%d)\nos.setuid(%d)\n"
+    script = (f"import os, sys\nos.setgroups([])\nos.setgid({NOBODY.pw_gid})\n"
+              f"os.setuid({NOBODY.pw_uid})\n"
               "try:\n    os.close(os.open(sys.argv[1], os.O_RDWR))\nexcept PermissionError:\n"
-              "    sys.exit(3)\n") % (NOBODY.pw_gid, NOBODY.pw_uid)
+              "    sys.exit(3)\n")
     result = subprocess.run([sys.executable, "-c", script, path], capture_output=True,
                             text=True, check=False)
     assert result.returncode in (0, 3), result.stderr
