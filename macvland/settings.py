@@ -480,7 +480,7 @@ class FileMode(Text):
                           {"type": "integer", "minimum": 0, "maximum": 777}]}
 
     def summary(self) -> str:
-        return "octal permission bits (`0660`)"
+        return "octal permission bits, like `0660`"
 
 
 @dataclass(frozen=True, slots=True)
