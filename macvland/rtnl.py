@@ -361,7 +361,10 @@ class RawAddress:
         and where the kernel is too old to send that, an fe80::/10 address is taken for the
         kernel's.
         """
-        if not self.flags & IFA_F_PERMANENT or self.flags & IFA_F_TEMPORARY:
+        if not self.flags & IFA_F_PERMANENT:
+            return False
+        # The same bit is IFA_F_SECONDARY in IPv4: a second address in a prefix, static too.
+        if self.address.version == 6 and self.flags & IFA_F_TEMPORARY:
             return False
         if self.proto is not None:
             return self.proto == IFAPROT_UNSPEC

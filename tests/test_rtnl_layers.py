@@ -36,6 +36,8 @@ def test_address_round_trip(text: str) -> None:
     pytest.param("192.0.2.10/24", IFA_F_PERMANENT, None, True, id="ipv4-permanent"),
     pytest.param("2001:db8::10/64", 0, None, False, id="slaac-has-lifetimes"),
     pytest.param("2001:db8::99/64", IFA_F_TEMPORARY, None, False, id="temporary"),
+    pytest.param("192.0.2.11/24", IFA_F_PERMANENT | 0x01, None, True,
+                 id="ipv4-secondary-shares-the-temporary-bit"),
     pytest.param("fe80::1/64", IFA_F_PERMANENT, 3, False, id="kernel-link-local"),
     pytest.param("fe80::10/64", IFA_F_PERMANENT, 0, True, id="link-local-set-by-someone"),
     pytest.param("fe80::1/64", IFA_F_PERMANENT, None, False, id="link-local-old-kernel"),
