@@ -75,6 +75,10 @@ install: install-deps
 	install -D -m 0644 README.md $(PREFIX)/share/doc/macvland/README.md
 	install -D -m 0644 etc/macvland/macvland.yaml $(PREFIX)/share/doc/macvland/macvland.yaml.example
 	install -D -m 0644 etc/macvland/macvland.schema.json $(PREFIX)/share/doc/macvland/macvland.schema.json
+	install -D -m 0644 etc/macvland/host-shim.yaml $(PREFIX)/share/doc/macvland/host-shim.yaml.example
+	# So that `ip route` names macvland's routing protocol number (77): `proto macvland`.
+	install -D -m 0644 etc/iproute2/rt_protos.d/macvland.conf \
+		$(SYSCONFDIR)/iproute2/rt_protos.d/macvland.conf
 	sed 's#/usr/local/bin/macvland#$(PREFIX)/bin/macvland#; s#/usr/local/share/doc#$(PREFIX)/share/doc#' \
 		systemd/macvland.service > macvland.service.tmp
 	install -D -m 0644 macvland.service.tmp $(UNITDIR)/macvland.service

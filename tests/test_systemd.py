@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from macvland.audit import MESSAGE_IDS
+from macvland.rtnl import RTPROT_MACVLAND
 from macvland.systemd import Notifier
 from tests.conftest import Lab
 
@@ -119,6 +120,8 @@ def test_make_install_keeps_an_existing_spec(tmp_path: Path) -> None:
     unit = (dirs["UNITDIR"] / "macvland.service").read_text()
     assert f"ExecStart={dirs['PREFIX']}/bin/macvland run" in unit
     assert f"ExecReload={dirs['PREFIX']}/bin/macvland reload --pid $MAINPID" in unit
+    protos = (dirs["SYSCONFDIR"] / "iproute2" / "rt_protos.d" / "macvland.conf").read_text()
+    assert f"\n{RTPROT_MACVLAND}\tmacvland\n" in protos  # `ip route` shows proto macvland
     catalog = (dirs["CATALOGDIR"] / "macvland.catalog").read_text()
     assert f"file://{dirs['PREFIX']}/share/doc/macvland/README.md" in catalog
     check = subprocess.run([str(dirs["PREFIX"] / "bin" / "macvland"), "validate", "-c",
