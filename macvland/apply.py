@@ -424,6 +424,6 @@ def _resolve(netns: Netns, name: str, ifindex: int | None, namespaces: Namespace
         return ifindex
     link = namespaces.socket(netns).link(name)
     if link.kind not in DRIVER_KINDS or link.alias != OWNER_ALIAS:
-        raise MacvlandError(f"{name} was replaced by another interface after it was moved")
+        raise MacvlandError(f"{name} was replaced by another interface after it was made or moved")
     return link.ifindex
 
