@@ -285,7 +285,7 @@ class Mac(Text):
         return "unicast MAC (`02:00:00:00:00:01`)"
 
 
-_IP_PATTERN = r"[0-9A-Fa-f:.]*[0-9A-Fa-f]"
+_IP_PATTERN = r"[0-9A-Fa-f:.]+"
 """Loose: the parser judges what an address is; the schema only its shape."""
 
 

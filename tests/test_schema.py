@@ -170,6 +170,19 @@ AGREE = {
     "netns_the_netns_directory": Case(one("netns: /run/netns/"), False),
     "netns_root": Case(one("netns: /"), False),
     "netns_list": Case(one("netns: [blue]"), False),
+    # --- addresses and routes
+    "addresses_and_routes": Case(one("addresses: [192.0.2.10/24, '2001:db8::10/64']",
+                                     "routes: [{to: default, via: 192.0.2.1},",
+                                     "  {to: '2001:db8:1::/48', via: 'fe80::1', metric: 5,"
+                                     " table: 100}, {to: 203.0.113.7}]"), True),
+    "empty_addresses_and_routes": Case(one("addresses: []", "routes: []"), True),
+    "address_without_prefix": Case(one("addresses: [192.0.2.10]"), False),
+    "address_not_a_list": Case(one("addresses: 192.0.2.10/24"), False),
+    "route_not_a_mapping": Case(one("routes: [10.0.0.0/8]"), False),
+    "route_unknown_key": Case(one("routes: [{to: 10.0.0.0/8, gw: 192.0.2.1}]"), False),
+    "route_without_to": Case(one("routes: [{via: 192.0.2.1}]"), False),
+    "route_metric_negative": Case(one("routes: [{to: 10.0.0.0/8, metric: -1}]"), False),
+    "route_table_zero": Case(one("routes: [{to: 10.0.0.0/8, table: 0}]"), False),
 }
 
 WHOLE_SPEC = "a JSON Schema judges each interface alone; this rule is across interfaces"
@@ -206,6 +219,21 @@ BEYOND = {
                                 "as written, the schema asks for quotes"),
     "unquoted_boolean_name": Case(one(name="true"), True, False,
                                   "YAML reads true as a boolean; the parser takes it as written"),
+    "address_out_of_range": Case(one("addresses: [192.0.2.300/24]"), False, True,
+                                 "the schema checks an address's shape, the parser its value"),
+    "address_is_the_network": Case(one("addresses: [192.0.2.0/24]"), False, True,
+                                    "address arithmetic is the parser's"),
+    "route_host_bits": Case(one("routes: [{to: 10.0.0.1/8}]"), False, True,
+                            "address arithmetic is the parser's"),
+    "route_via_of_another_family": Case(one("routes: [{to: 10.0.0.0/8, via: '2001:db8::1'}]"),
+                                        False, True, "the schema does not compare families"),
+    "route_default_without_via": Case(one("routes: [{to: default}]"), False, True,
+                                      "the schema does not tie via to the value of to"),
+    "routes_while_down": Case(one("state: down", "routes: [{to: 10.0.0.0/8}]"), False, True,
+                              "the schema does not tie routes to state"),
+    "route_twice_in_a_namespace": Case(many("name: mv0, parent: eth0, routes: [{to: 10.0.0.0/8}]",
+                                            "name: mv1, parent: eth0, routes: [{to: 10.0.0.0/8}]"),
+                                       False, True, WHOLE_SPEC),
 }
 
 
