@@ -35,6 +35,8 @@ class LinkCache(Protocol):
     """Links built in the last pass, by id of the RawLink they came from (see _link)."""
 
     def refresh(self) -> bool: ...
+    def listen(self, netns: Netns, layers: bool = False) -> None:
+        """Before a namespace is read: what changes there from now on reaches the cache."""
     def cached(self, netns: Netns) -> list[RawLink] | None: ...
     def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
 
@@ -46,7 +48,8 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
     addresses and routes of those in `layered`, and with `devices` every /dev/tapN.
 
     With a `cache`, a namespace whose table is current is read from it instead of dumped;
-    one that is dumped seeds it.
+    one that is dumped seeds it. The cache listens to a namespace before it is read, so no
+    change can fall between a read and the events that follow it.
     """
     layered = frozenset(layered)
     addresses: dict[Netns, Mapping[int, Addresses]] = {}
@@ -60,6 +63,8 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
     for netns in [None, *sorted({ns for ns in wanted if ns is not None})]:
         try:
             sock = namespaces.socket(netns)  # also notices a namespace that was replaced
+            if cache is not None:
+                cache.listen(netns, netns in layered)
             found = cache.cached(netns) if cache is not None else None
             if found is None:
                 found = sock.links()

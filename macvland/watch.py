@@ -210,7 +210,9 @@ class _Subscription:
 
     def want(self, interest: Interest) -> None:
         self.interest = interest
-        layers = bool(interest.layered)
+        self.subscribe_layers(bool(interest.layered))
+
+    def subscribe_layers(self, layers: bool) -> None:
         if layers != self.layers:
             how = NETLINK_ADD_MEMBERSHIP if layers else NETLINK_DROP_MEMBERSHIP
             for group in RTNLGRP_LAYERS:
@@ -226,7 +228,8 @@ class LinkWatcher:
     waits for the loop to read. The loop reads (`refresh`) before it looks at the kernel:
     each event is a full RTM_NEWLINK/RTM_DELLINK message, so applying the queued events in
     order to a table seeded by one dump gives the kernel's current state without another dump.
-    The kernel queues the events a request causes before it acknowledges the request, so after
+    A namespace is subscribed to before its first dump (`listen`), never after it. The kernel
+    queues the events a request causes before it acknowledges the request, so after
     macvland's own writes a refresh sees them all. A socket that overflowed (ENOBUFS) lost
     events: its table is dropped, and the next pass dumps that namespace again.
     """
@@ -263,7 +266,9 @@ class LinkWatcher:
         """Subscribe in exactly these namespaces; reopen where the namespace was replaced.
 
         True when a subscription is new: what changed there between the caller's last read
-        and now was announced to nobody.
+        and now was announced to nobody. (A namespace that `observe` read through this cache
+        was subscribed before it was read, by `listen`; this is for one it did not read, such
+        as a namespace that appeared since.)
         """
         opened = False
         with self._lock:
@@ -275,22 +280,47 @@ class LinkWatcher:
             for netns, wanted in interest.items():
                 if netns in self._subscriptions:
                     self._subscriptions[netns].want(wanted)
-                    continue
-                try:
-                    sock, identity = self._namespaces.open_event_socket(netns)
-                except (NamespaceUnavailable, OSError):
-                    continue  # the /run/netns watch or a retry brings it back
-                # Room for the events of a large pass (about three per link created).
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-                except PermissionError:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-                sock.bind((0, RTMGRP_LINK))
-                sock.setblocking(False)
-                self._subscriptions[netns] = _Subscription(sock, identity, wanted)
-                opened = True
+                elif self._subscribe(netns, wanted) is not None:
+                    opened = True
         os.write(self._interrupt_w, b"x")
         return opened
+
+    def listen(self, netns: Netns, layers: bool = False) -> None:
+        """Receive the link events of `netns` (with `layers`, its address and route events
+        too) from now on: called before a dump, so that whatever changes after the dump is
+        an event. Subscribed only after the pass that dumped it (by `watch`), a namespace
+        would lose a change made in between until the next resync (subscribe, then list:
+        the order of Kubernetes' informers). What is not yet of interest wakes nobody until
+        `watch` says it is; its events still keep the table current."""
+        with self._lock:
+            sub = self._subscriptions.get(netns)
+            if sub is not None and self._namespaces.identity(netns) != sub.identity:
+                sub.sock.close()  # the namespace was replaced: listen in the new one
+                del self._subscriptions[netns]
+                sub = None
+            if sub is None:
+                sub = self._subscribe(netns, Interest())
+                if sub is None:
+                    return
+                os.write(self._interrupt_w, b"x")  # the bell thread selects on it too
+            if layers:
+                sub.subscribe_layers(True)
+
+    def _subscribe(self, netns: Netns, interest: Interest) -> _Subscription | None:
+        """A new subscription in `netns` (the lock held); None if it cannot be entered."""
+        try:
+            sock, identity = self._namespaces.open_event_socket(netns)
+        except (NamespaceUnavailable, OSError):
+            return None  # the /run/netns watch or a retry brings it back
+        # Room for the events of a large pass (about three per link created).
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind((0, RTMGRP_LINK))
+        sock.setblocking(False)
+        sub = self._subscriptions[netns] = _Subscription(sock, identity, interest)
+        return sub
 
     # --- the cache observe() reads ---
 
@@ -299,7 +329,7 @@ class LinkWatcher:
         if sub is None or sub.table is None:
             return None
         if self._namespaces.identity(netns) != sub.identity:
-            return None  # the namespace was replaced; watch() subscribes to the new one
+            return None  # the namespace was replaced; listen() subscribes in the new one
         links = list(sub.table.values())
         # The kernel announces a macvlan's mode, flags, source MACs and alias changing only
         # while it is up (netdev_state_change): where one is down, only a dump is the truth.

@@ -128,3 +128,40 @@ def test_watch_says_when_a_subscription_is_new(lab: Lab) -> None:
         assert links.watch({None: Interest()})
     finally:
         links.stop()
+
+
+# The daemon's first pass dumps a namespace before the loop says which of its links matter
+# (`watch`, after the pass): a change made in between must still be an event, or it waits
+# unseen for the resync. So the first dump is taken with the subscription already there.
+
+
+def test_a_change_between_the_first_dump_and_watch_is_an_event(lab: Lab) -> None:
+    lab.ip("link", "add", "mv0", "link", "eth1", "up", "type", "macvlan")
+    links = LinkWatcher(lab.namespaces, lambda trigger: None)
+    try:
+        links.start()
+        observe(lab.namespaces, [], links)  # the first pass: nothing subscribed before it
+        lab.ip("link", "set", "mv0", "mtu", "1400")
+        links.watch({None: Interest(frozenset({"mv0"}))})  # what the loop does after it
+        assert links.refresh() is True
+        assert table_matches_a_dump(lab, links)
+    finally:
+        links.stop()
+
+
+def test_a_change_just_after_a_replaced_namespace_is_dumped_is_an_event(lab: Lab) -> None:
+    a = lab.add_netns("a")
+    links = LinkWatcher(lab.namespaces, lambda trigger: None)
+    try:
+        links.start()
+        links.watch({a: Interest(frozenset({"mv0"}))})
+        observe(lab.namespaces, [a], links)
+        lab.del_netns(a)
+        lab.add_netns("a")
+        lab.ip("link", "add", "mv0", "type", "veth", "peer", "name", "peer0", netns=a)
+        observe(lab.namespaces, [a], links)  # dumps the new namespace
+        lab.ip("link", "set", "mv0", "mtu", "1400", netns=a)
+        links.watch({a: Interest(frozenset({"mv0"}))})
+        assert links.refresh() is True
+    finally:
+        links.stop()

@@ -57,3 +57,19 @@ def test_a_namespace_without_layers_is_not_subscribed_to_them(
     links.watch({None: Interest(frozenset({"mv0"}), frozenset({index}), frozenset({index}))})
     lab.ip("address", "del", "192.0.2.10/24", "dev", "mv0")
     assert links.refresh() is True
+
+
+def test_an_address_change_between_the_first_dump_and_watch_is_an_event(lab: Lab) -> None:
+    # As for links (test_watch.py): the first pass reads the addresses before the loop says
+    # whose matter; an address added in between must not wait for the resync.
+    lab.ip("link", "add", "mv0", "link", "eth1", "up", "type", "macvlan")
+    index = lab.links()["mv0"]["ifindex"]
+    links = LinkWatcher(lab.namespaces, lambda trigger: None)
+    try:
+        links.start()
+        observe(lab.namespaces, [], links, layered=[None])
+        lab.ip("address", "add", "192.0.2.10/24", "dev", "mv0")
+        links.watch({None: Interest(frozenset({"mv0"}), frozenset({index}), frozenset({index}))})
+        assert links.refresh() is True
+    finally:
+        links.stop()
