@@ -262,6 +262,7 @@ class Daemon:
     _seen_sha256: str | None = None
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
+    _files: FileWatcher | None = None
     _reload_read: int | None = None
     """When a read that a SIGHUP asked for happened (CLOCK_MONOTONIC ns), until recorded."""
     _rejected: SpecError | None = None
@@ -294,6 +295,7 @@ class Daemon:
         self.reader.on_read = files.follow  # a symlink may now point elsewhere
         self.cache = links
         self._links = links
+        self._files = files
         files.start()
         links.start()
         self.reader.start()
@@ -332,14 +334,11 @@ class Daemon:
                     self.metrics.write()  # only if its text changed (a rejected spec, a pass)
                 if ran or Trigger.RESYNC in triggers:
                     resync_at = self.clock() + self.resync
-                if ran:
-                    interest = self._interest()
-                    if links.watch(interest):
-                        # A change between this pass's read and the new subscription made an
-                        # event nobody heard: one more pass reads those namespaces afresh.
-                        self.wakeup.wake(Trigger.RETRY)
-                    files.watch_namespaces(frozenset(
-                        ns for ns in interest if ns is not None and "/" not in ns))
+                if ran and links.watch(self._interest()):
+                    # A namespace this pass did not read (it appeared since): a change there
+                    # before the subscription made an event nobody heard, so one more pass
+                    # reads it. (What a pass reads, it subscribed to first.)
+                    self.wakeup.wake(Trigger.RETRY)
         finally:
             self.notifier.stopping()
             self.reader.stop()
@@ -406,6 +405,12 @@ class Daemon:
             self.backoff.retry_now()
         now = self.clock()
         desired = self.desired
+        if self._files is not None:
+            # Before the pass looks, not after it: a namespace that appears while the pass
+            # runs or just after it must wake the loop, or its interfaces wait for the resync.
+            self._files.watch_namespaces(frozenset(
+                ns for ns in desired.namespaces() | self.ledger.namespaces()
+                if ns is not None and "/" not in ns))
         writes = self.namespaces.writes
         result = reconcile(
             desired, self.namespaces, self.ledger,
