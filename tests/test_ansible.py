@@ -72,10 +72,11 @@ class Host:
         self.inventory.write_text(f"[macvland]\nlocalhost ansible_connection=local "
                                   f"ansible_python_interpreter={sys.executable}\n")
 
-    def play(self, spec: dict[str, Any]) -> tuple[int, int, str]:
+    def play(self, spec: dict[str, Any] | None = None, **more: Any) -> tuple[int, int, str]:
         """Run the playbook as the README says; (exit code, changed count, output)."""
         extra = self.tmp / "vars.json"
-        extra.write_text(json.dumps({**self.vars, "macvland_spec": spec}))
+        given = {"macvland_spec": spec} if spec is not None else {}
+        extra.write_text(json.dumps({**self.vars, **given, **more}))
         env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_HOME": str(self.tmp / "ansible-home"),
                "ANSIBLE_LOCAL_TEMP": str(self.tmp / "ansible-local"),
@@ -124,7 +125,8 @@ def wait_for_mode(lab: Lab, host: Host, mode: str) -> None:
     deadline = time.monotonic() + DEADLINE
     while mode_of(lab, "mv-a") != mode:
         if time.monotonic() > deadline:
-            pytest.fail(f"mv-a never reached mode {mode}; daemon log:\n{host.log.read_text()}")
+            pytest.fail(f"mv-a never reached mode {mode}; daemon log:\n{host.log.read_text()}"
+                        f"{sorted(str(p) for p in host.root.rglob('*.yaml'))}")
         time.sleep(0.05)
 
 
@@ -157,6 +159,63 @@ def test_role_installs_delivers_validates_and_reloads(lab: Lab, host: Host) -> N
     code, changed, output = host.play(spec("private"))
     assert (code, changed) == (0, 0), output
     assert host.daemon_pid() == pid  # the same daemon followed every delivery
+
+
+def fragment(*names: str, mode: str = "bridge") -> dict[str, Any]:
+    return {"version": 1,
+            "interfaces": [{"name": name, "parent": "eth1", "mode": mode} for name in names]}
+
+
+def test_role_delivers_fragments_validated_together_and_removes_unlisted(
+        lab: Lab, host: Host) -> None:
+    spec_dir = host.root / "etc/macvland/spec.d"
+    host.vars["macvland_config"] = str(spec_dir)
+    text = "# from a template\nversion: 1\ninterfaces:\n  - {name: mv-b, parent: eth1}\n"
+    code, changed, output = host.play(macvland_fragments={"a": fragment("mv-a"), "b": text})
+    assert code == 0 and changed > 0, output
+    wait_for_mode(lab, host, "bridge")
+    assert sorted(p.name for p in spec_dir.iterdir()) == ["ansible-a.yaml", "ansible-b.yaml"]
+    assert (spec_dir / "ansible-b.yaml").read_text() == text
+    deadline = time.monotonic() + DEADLINE
+    while "mv-b" not in lab.links():
+        assert time.monotonic() < deadline, host.log.read_text()
+        time.sleep(0.05)
+    pid = host.daemon_pid()
+    assert pid is not None, output
+    # A fragment the role does not manage is part of the spec, and is left alone.
+    (spec_dir / "local.yaml").write_text("version: 1\ninterfaces: []\n")
+
+    code, changed, output = host.play(macvland_fragments={"a": fragment("mv-a"), "b": text})
+    assert (code, changed) == (0, 0), output
+
+    before = {p.name: p.read_text() for p in spec_dir.iterdir()}
+    # Alone, each fragment is valid; together, mv-a is defined twice.
+    code, changed, output = host.play(
+        macvland_fragments={"a": fragment("mv-a"), "b": text, "c": fragment("mv-a")})
+    assert code != 0, output
+    assert "ansible-c.yaml" in output and "mv-a" in output, output
+    code, changed, output = host.play(macvland_fragments={"a": fragment("mv-a", mode="brige")})
+    assert code != 0, output
+    assert "interfaces[0].mode: 'brige' is not one of" in output, output
+    assert {p.name: p.read_text() for p in spec_dir.iterdir()} == before  # nothing landed
+    assert host.daemon_pid() == pid and mode_of(lab, "mv-a") == "bridge"
+    assert "mv-b" in lab.links()
+
+    # Moving mv-b into a, dropping b: one set, validated as a whole, one reload.
+    code, changed, output = host.play(
+        macvland_fragments={"a": fragment("mv-a", "mv-b", mode="private")})
+    assert code == 0 and changed > 0, output
+    assert output.count("RUNNING HANDLER [macvland : Signal macvland to re-read its spec]") == 1
+    assert sorted(p.name for p in spec_dir.iterdir()) == ["ansible-a.yaml", "local.yaml"]
+    wait_for_mode(lab, host, "private")
+
+    code, changed, output = host.play(macvland_fragments={"b": text})
+    assert code == 0 and changed > 0, output
+    deadline = time.monotonic() + DEADLINE
+    while "mv-a" in lab.links():  # the removed fragment's interface is deleted
+        assert time.monotonic() < deadline, host.log.read_text()
+        time.sleep(0.05)
+    assert "mv-b" in lab.links() and host.daemon_pid() == pid
 
 
 def test_role_passes_ansible_lint() -> None:
