@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Callable
 
 from macvland.netns import Namespaces
+from macvland.nla import u32 as _u32
 from macvland.observe import _link
 from macvland.rtnl import IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, RTM_GETLINK, decode_link, ifinfo
-from macvland.rtnl import u32 as _u32
 
 MODES = ("bridge", "vepa", "private", "source")
 

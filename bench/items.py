@@ -113,10 +113,10 @@ def as_specified(item: Item, parent_ifindex: int, up: bool = True) -> Check:
     macs = frozenset(item.source_macs)
 
     def check(link: RawLink | None) -> bool:
-        return (link is not None and link.kind == "macvlan" and link.mode == item.mode
+        return (link is not None and link.kind == "macvlan" and link.value("mode") == item.mode
                 and (link.up or not up) and link.link == parent_ifindex
-                and link.source_macs == macs
-                and (item.mtu is None or link.mtu == item.mtu))
+                and link.value("source_macs") == macs
+                and (item.mtu is None or link.value("mtu") == item.mtu))
     return check
 
 

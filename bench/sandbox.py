@@ -24,6 +24,7 @@ from typing import Any
 from bench.items import TARGET_NAMESPACES, BenchError, Check, Layout
 from macvland.model import Key
 from macvland.netns import Namespaces
+from macvland.nla import u32
 from macvland.rtnl import (
     IFLA_GROUP,
     RTM_DELLINK,
@@ -32,7 +33,6 @@ from macvland.rtnl import (
     decode_link,
     ifinfo,
     messages,
-    u32,
 )
 
 NETNS_DIR = "/run/netns"

@@ -10,17 +10,16 @@ so).
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from macvland.devices import set_access
 from macvland.errors import KernelError, MacvlandError
-from macvland.model import DRIVER_KINDS, OWNER_ALIAS, Flag, Key, Kind, Mode, Netns, State
+from macvland.model import DRIVER_KINDS, OWNER_ALIAS, Key, Netns, State
 from macvland.netns import Namespaces
+from macvland.nla import SOURCE_MACS, string, u32
 from macvland.ops import (
     AddAddress,
     AddRoute,
@@ -39,25 +38,11 @@ from macvland.ops import (
     RemoveSourceMac,
 )
 from macvland.rtnl import (
-    IFLA_ADDRESS,
     IFLA_GROUP,
     IFLA_IFALIAS,
     IFLA_IFNAME,
     IFLA_LINK,
-    IFLA_MACVLAN_BC_CUTOFF,
-    IFLA_MACVLAN_BC_QUEUE_LEN,
-    IFLA_MACVLAN_MACADDR,
-    IFLA_MACVLAN_MACADDR_DATA,
-    IFLA_MACVLAN_MACADDR_MODE,
-    IFLA_MACVLAN_MODE,
-    IFLA_MTU,
     IFLA_NET_NS_FD,
-    IFLA_NUM_RX_QUEUES,
-    IFLA_NUM_TX_QUEUES,
-    MACADDR_ADD,
-    MACADDR_DEL,
-    MACADDR_SET,
-    MACVLAN_MODE_BITS,
     NLM_F_CREATE,
     NLM_F_EXCL,
     NLM_F_REPLACE,
@@ -70,17 +55,11 @@ from macvland.rtnl import (
     RtnlSocket,
     address_body,
     ifinfo,
-    mac,
-    macvlan_flags,
+    link_attrs,
     macvlan_info,
-    nest,
     route_body,
-    s32,
-    string,
-    u32,
 )
-
-T = TypeVar("T")
+from macvland.settings import LINK_SETTINGS, by_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,17 +286,10 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             if spec.netns is not None:
                 # Created directly in its namespace: its name never meets ours.
                 body.append(u32(IFLA_NET_NS_FD, namespaces.fd(spec.netns)))
-            if spec.mac:
-                body.append(mac(IFLA_ADDRESS, spec.mac))
-            if spec.mtu:
-                body.append(u32(IFLA_MTU, spec.mtu))
-            # Queues are fixed at creation (the planner recreates for a new count).
-            if spec.numtxqueues is not None:
-                body.append(u32(IFLA_NUM_TX_QUEUES, spec.numtxqueues))
-            if spec.numrxqueues is not None:
-                body.append(u32(IFLA_NUM_RX_QUEUES, spec.numrxqueues))
-            body.append(_create_info(spec.kind, spec.mode, spec.flags, spec.source_macs,
-                                     spec.bcqueuelen, spec.bc_cutoff))
+            # Every setting that is an attribute, those fixed at creation (queues) too.
+            body.append(link_attrs([(a, value) for setting, a in LINK_SETTINGS
+                                    if (value := setting.wanted(spec)) is not None],
+                                   spec.kind, info=True))
             return [
                 _Request(None, RTM_NEWLINK,
                          ifinfo(op.ifindex or 0, spec.state is State.UP) + b"".join(body),
@@ -339,10 +311,8 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             return [_Request(op.netns, RTM_NEWLINK, _change(op, index))]
         case AddSourceMac() | RemoveSourceMac():
             index = _resolve(op.netns, op.name, op.ifindex, namespaces)
-            how = MACADDR_ADD if isinstance(op, AddSourceMac) else MACADDR_DEL
             return [_Request(op.netns, RTM_NEWLINK, ifinfo(index) + macvlan_info(
-                u32(IFLA_MACVLAN_MACADDR_MODE, how), mac(IFLA_MACVLAN_MACADDR, op.mac),
-                kind=op.link_kind))]
+                SOURCE_MACS.edit(isinstance(op, AddSourceMac), op.mac), kind=op.link_kind))]
         case AddAddress() | RemoveAddress():
             index = _resolve(op.netns, op.name, op.ifindex, namespaces)
             if isinstance(op, AddAddress):
@@ -368,54 +338,19 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
 _OWNER = string(IFLA_IFALIAS, OWNER_ALIAS)
 
 
-@functools.lru_cache(maxsize=1024)
-def _create_info(kind: Kind, mode: Mode, flags: frozenset[Flag], source_macs: frozenset[str],
-                 bcqueuelen: int | None, bc_cutoff: int | None) -> bytes:
-    """IFLA_LINKINFO of a new macvlan or macvtap; most of a thousand creates share a few."""
-    data = [u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]), macvlan_flags(flags)]
-    if source_macs:
-        data += [u32(IFLA_MACVLAN_MACADDR_MODE, MACADDR_SET),
-                 nest(IFLA_MACVLAN_MACADDR_DATA,
-                      *(mac(IFLA_MACVLAN_MACADDR, m) for m in sorted(source_macs)))]
-    data += _broadcast(bcqueuelen, bc_cutoff)
-    return macvlan_info(*data, kind=kind)
-
-
-def _broadcast(bcqueuelen: int | None, bc_cutoff: int | None) -> list[bytes]:
-    data = []
-    if bcqueuelen is not None:
-        data.append(u32(IFLA_MACVLAN_BC_QUEUE_LEN, bcqueuelen))
-    if bc_cutoff is not None:
-        data.append(s32(IFLA_MACVLAN_BC_CUTOFF, bc_cutoff))
-    return data
-
-
 def _change(op: Change, index: int) -> bytes:
-    data = []
-    if (mode := _new(op, "mode", Mode)) is not None:
-        data.append(u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_BITS[mode]))
-    if (flags := _new(op, "flags", frozenset)) is not None:
-        data.append(macvlan_flags(flags))
-    data += _broadcast(_new(op, "bcqueuelen", int), _new(op, "bc_cutoff", int))
-    body = []
-    if (address := _new(op, "mac", str)) is not None:
-        body.append(mac(IFLA_ADDRESS, address))
-    if (mtu := _new(op, "mtu", int)) is not None:
-        body.append(u32(IFLA_MTU, mtu))
-    if data:
-        body.append(macvlan_info(*data, kind=op.link_kind))
-    state = _new(op, "state", State)
-    up = None if state is None else state is State.UP
-    return ifinfo(index, up) + b"".join(body)
-
-
-def _new(op: Change, field: str, kind: type[T]) -> T | None:
-    """The new value of `field`, or None when this change leaves it alone."""
-    if field not in op.fields():
-        return None
-    value = op.new(field)
-    assert isinstance(value, kind), (field, value)
-    return value
+    """One RTM_NEWLINK with every changed attribute; the admin state is the header's IFF_UP."""
+    up = None
+    values = []
+    for change in op.changes:
+        attribute = by_key(change.field).netlink
+        if attribute is not None:
+            values.append((attribute, change.new))
+        elif change.field == "state":
+            up = change.new is State.UP
+        else:
+            raise AssertionError(f"{change.field} is not changed by a link request")
+    return ifinfo(index, up) + link_attrs(values, op.link_kind)
 
 
 def _resolve(netns: Netns, name: str, ifindex: int | None, namespaces: Namespaces) -> int:

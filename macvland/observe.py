@@ -8,24 +8,21 @@ one that cannot be entered as unreadable; neither stops the others from being re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from macvland.devices import tap_nodes
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import (
-    DEFAULT_BC_CUTOFF,
     DRIVER_KINDS,
     Addresses,
-    Flag,
     IPInterface,
     Link,
-    Mode,
     Netns,
     ObservedState,
     Route,
 )
 from macvland.netns import Namespaces
-from macvland.rtnl import RawLink, RtnlSocket
+from macvland.rtnl import LINK_KEYS, RawLink, RtnlSocket
 
 
 class LinkCache(Protocol):
@@ -148,25 +145,7 @@ def _relation(netns: Netns, raw: RawLink, local: Mapping[int, str],
 
 def _link(raw: RawLink, netns: Netns, parent: str | None, lower: str | None,
           shown_as: str) -> Link:
-    macvlan = raw.kind in DRIVER_KINDS
-    return Link(
-        netns=netns,
-        name=raw.name,
-        ifindex=raw.ifindex,
-        kind=raw.kind,
-        up=raw.up,
-        mtu=raw.mtu,
-        mac=raw.mac,
-        alias=raw.alias,
-        parent=parent if macvlan else None,
-        lower=lower,
-        shown_as=shown_as,
-        mode=Mode(raw.mode) if macvlan and raw.mode else None,
-        flags=frozenset(Flag(f) for f in raw.flags),
-        source_macs=raw.source_macs,
-        bcqueuelen=raw.bcqueuelen,
-        bc_cutoff=(raw.bc_cutoff if raw.bc_cutoff is not None else DEFAULT_BC_CUTOFF)
-        if macvlan else None,
-        numtxqueues=raw.num_tx_queues,
-        numrxqueues=raw.num_rx_queues,
-    )
+    settings: dict[str, Any] = dict(zip(LINK_KEYS, raw.settings, strict=True))
+    return Link(netns, raw.name, raw.ifindex, raw.kind, raw.up, alias=raw.alias,
+                parent=parent if raw.kind in DRIVER_KINDS else None, lower=lower,
+                shown_as=shown_as, **settings)

@@ -1,22 +1,45 @@
 """Just enough rtnetlink for macvlan links and the addresses and routes on them: build
 requests, decode dumps, talk on a socket.
 
+The link's settings are not spelled here: each one's attribute is declared in
+macvland.settings (with nla's vocabulary), and the link decoder and `link_attrs` (the
+attributes of a create or a change) are made from those declarations. What is rtnl's own is
+the frame of a link message: its ifindex and admin state (ifinfomsg), name, alias, lower
+device, link group and kind.
+
 Why not pyroute2's message classes here: pyroute2 0.9 does not know the macvlan broadcast
 attributes (IFLA_MACVLAN_BC_QUEUE_LEN, IFLA_MACVLAN_BC_CUTOFF) nor the nodst flag, and its
 generic decoder is what dominates an observe pass (most of 0.3 s at 1,000 links, against
-~16 ms for decoding only the attributes the planner reads). The encoders and the decoder are
-pure functions over bytes; `RtnlSocket` is the only part that does I/O.
+~11 ms for decoding only the attributes the planner reads: `python -m bench.decode`). The
+encoders and the decoder are pure functions over bytes; `RtnlSocket` is the only part that
+does I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from macvland.errors import KernelError
+from macvland.model import DRIVER_KINDS
+from macvland.nla import (
+    NLA,
+    NLA_TYPE_MASK,
+    S32,
+    STRING,
+    U32,
+    Attr,
+    attr,
+    nest,
+    string,
+    u32,
+)
+from macvland.settings import LINK_SETTINGS
 
 # <linux/netlink.h>
 NLMSG_ERROR = 2
@@ -33,19 +56,16 @@ NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
 
-# <linux/rtnetlink.h>, <linux/if_link.h>, <linux/net_namespace.h>
+# <linux/rtnetlink.h>, <linux/if_link.h>, <linux/net_namespace.h> (the attributes of link
+# settings are in macvland.nla, beside the formats they are declared with)
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_GETNSID = 90
 IFF_UP = 0x1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
-IFLA_MTU = 4
 IFLA_LINK = 5
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
@@ -53,20 +73,8 @@ IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 IFLA_GROUP = 27
-IFLA_NUM_TX_QUEUES = 31
-IFLA_NUM_RX_QUEUES = 32
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
-IFLA_MACVLAN_MODE = 1
-IFLA_MACVLAN_FLAGS = 2
-IFLA_MACVLAN_MACADDR_MODE = 3
-IFLA_MACVLAN_MACADDR = 4
-IFLA_MACVLAN_MACADDR_DATA = 5
-IFLA_MACVLAN_BC_QUEUE_LEN = 7
-IFLA_MACVLAN_BC_CUTOFF = 9
-MACADDR_ADD = 0
-MACADDR_DEL = 1
-MACADDR_SET = 3
 NETNSA_NSID = 1
 NETNSA_FD = 3
 
@@ -104,50 +112,20 @@ RTPROT_MACVLAND = 77
 """The routing protocol number that marks macvland's routes ('M', 77: in neither the kernel's
 RTPROT_* list nor iproute2's rt_protos). etc/iproute2/rt_protos.d/macvland.conf names it."""
 
-MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
-MACVLAN_MODE_BITS = {name: bit for bit, name in MACVLAN_MODES.items()}
-MACVLAN_FLAGS = {1: "nopromisc", 2: "nodst"}
-
 _PIPELINE = 128
 """Requests in flight at once on one socket."""
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
-_NLA = struct.Struct("=HH")
-_U16 = struct.Struct("=H")
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table,
 #                                       protocol, scope, type, flags
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
+_NLA = NLA
 
 
 # --- encoding ------------------------------------------------------------------------------
-
-def attr(kind: int, payload: bytes) -> bytes:
-    length = _NLA.size + len(payload)
-    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
-def nest(kind: int, *children: bytes) -> bytes:
-    return attr(kind | NLA_F_NESTED, b"".join(children))
-
-
-def u32(kind: int, value: int) -> bytes:
-    return attr(kind, _U32.pack(value))
-
-
-def s32(kind: int, value: int) -> bytes:
-    return attr(kind, _S32.pack(value))
-
-
-def string(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
-
-
-def mac(kind: int, value: str) -> bytes:
-    return attr(kind, bytes.fromhex(value.replace(":", "")))
-
 
 def macvlan_info(*data: bytes, kind: str = "macvlan") -> bytes:
     """IFLA_LINKINFO naming `kind` (macvlan or macvtap: the kernel refuses a change that names
@@ -156,11 +134,6 @@ def macvlan_info(*data: bytes, kind: str = "macvlan") -> bytes:
     if data:
         info.append(nest(IFLA_INFO_DATA, *data))
     return nest(IFLA_LINKINFO, *info)
-
-
-def macvlan_flags(names: frozenset[str]) -> bytes:
-    bits = sum(bit for bit, name in MACVLAN_FLAGS.items() if name in names)
-    return attr(IFLA_MACVLAN_FLAGS, _U16.pack(bits))
 
 
 def ifinfo(index: int = 0, up: bool | None = None) -> bytes:
@@ -238,14 +211,6 @@ def _pick(view: memoryview, offset: int, wanted: frozenset[int]) -> dict[int, me
     return found
 
 
-_LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO,
-                         IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES,
-                         IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_GROUP})
-_INFO_ATTRS = frozenset({IFLA_INFO_KIND, IFLA_INFO_DATA})
-_MACVLAN_ATTRS = frozenset({IFLA_MACVLAN_MODE, IFLA_MACVLAN_FLAGS, IFLA_MACVLAN_MACADDR_DATA,
-                            IFLA_MACVLAN_BC_QUEUE_LEN, IFLA_MACVLAN_BC_CUTOFF})
-
-
 def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
     """(type, flags, seq, body) of each netlink message in one datagram."""
     view = memoryview(data)
@@ -262,8 +227,20 @@ def _text(value: memoryview) -> str:
     return bytes(value).split(b"\0", 1)[0].decode(errors="replace")
 
 
-def _mac(value: memoryview) -> str:
-    return bytes(value).hex(":")
+_LINK_FRAME: tuple[tuple[str, Attr], ...] = (
+    ("name", Attr(IFLA_IFNAME, STRING)),
+    ("alias", Attr(IFLA_IFALIAS, STRING)),
+    ("link", Attr(IFLA_LINK, U32)),
+    ("link_netnsid", Attr(IFLA_LINK_NETNSID, S32)),
+    ("group", Attr(IFLA_GROUP, U32, missing=0)),
+)
+"""Who and where a link is, besides its ifindex, admin state and kind: what RawLink holds in
+fields of its own (the settings' attributes come from their declarations)."""
+
+LINK_KEYS = tuple(setting.key for setting, _ in LINK_SETTINGS)
+"""The settings a RawLink holds, in the order of its `settings`."""
+
+_SLOTS = {key: slot for slot, key in enumerate(LINK_KEYS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,21 +250,17 @@ class RawLink:
     ifindex: int
     name: str
     up: bool
-    mtu: int
-    mac: str | None
     alias: str | None
     link: int | None
     """IFLA_LINK: the lower device's ifindex, in `link_netnsid` when that is set."""
     link_netnsid: int | None
     kind: str | None
-    mode: str | None = None
-    flags: frozenset[str] = frozenset()
-    source_macs: frozenset[str] = frozenset()
-    bcqueuelen: int | None = None
-    bc_cutoff: int | None = None
-    group: int = 0
-    num_tx_queues: int | None = None
-    num_rx_queues: int | None = None
+    group: int
+    settings: tuple[object, ...]
+    """The kernel's value of each setting declared with an attribute (LINK_KEYS' order)."""
+
+    def value(self, key: str) -> object:
+        return self.settings[_SLOTS[key]]
 
 
 def link_index(body: memoryview) -> int:
@@ -296,50 +269,112 @@ def link_index(body: memoryview) -> int:
     return index
 
 
-def decode_link(body: memoryview) -> RawLink:
-    _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
-    found = _pick(body, _IFINFO.size, _LINK_ATTRS)
-    kind = None
-    info: dict[int, memoryview] = {}
-    if IFLA_LINKINFO in found:
-        linkinfo = _pick(found[IFLA_LINKINFO], 0, _INFO_ATTRS)
-        if IFLA_INFO_KIND in linkinfo:
-            kind = _text(linkinfo[IFLA_INFO_KIND])
-        if kind in ("macvlan", "macvtap") and IFLA_INFO_DATA in linkinfo:
-            info = _pick(linkinfo[IFLA_INFO_DATA], 0, _MACVLAN_ATTRS)
-    mode = flagbits = None
-    macs: frozenset[str] = frozenset()
-    if IFLA_MACVLAN_MODE in info:
-        mode = MACVLAN_MODES.get(_U32.unpack(info[IFLA_MACVLAN_MODE])[0])
-    if IFLA_MACVLAN_FLAGS in info:
-        flagbits = _U16.unpack(info[IFLA_MACVLAN_FLAGS])[0]
-    if IFLA_MACVLAN_MACADDR_DATA in info:
-        macs = frozenset(_mac(v) for k, v in attrs(info[IFLA_MACVLAN_MACADDR_DATA])
-                         if k == IFLA_MACVLAN_MACADDR)
-    return RawLink(
-        ifindex=index,
-        name=_text(found[IFLA_IFNAME]) if IFLA_IFNAME in found else f"if{index}",
-        up=bool(flags & IFF_UP),
-        mtu=_U32.unpack(found[IFLA_MTU])[0] if IFLA_MTU in found else 0,
-        mac=_mac(found[IFLA_ADDRESS]) if IFLA_ADDRESS in found else None,
-        alias=_text(found[IFLA_IFALIAS]) if IFLA_IFALIAS in found else None,
-        link=_U32.unpack(found[IFLA_LINK])[0] if IFLA_LINK in found else None,
-        link_netnsid=(_S32.unpack(found[IFLA_LINK_NETNSID])[0]
-                      if IFLA_LINK_NETNSID in found else None),
-        kind=kind,
-        mode=mode,
-        flags=frozenset(n for b, n in MACVLAN_FLAGS.items() if flagbits and flagbits & b),
-        source_macs=macs,
-        bcqueuelen=(_U32.unpack(info[IFLA_MACVLAN_BC_QUEUE_LEN])[0]
-                    if IFLA_MACVLAN_BC_QUEUE_LEN in info else None),
-        bc_cutoff=(_S32.unpack(info[IFLA_MACVLAN_BC_CUTOFF])[0]
-                   if IFLA_MACVLAN_BC_CUTOFF in info else None),
-        group=_U32.unpack(found[IFLA_GROUP])[0] if IFLA_GROUP in found else 0,
-        num_tx_queues=(_U32.unpack(found[IFLA_NUM_TX_QUEUES])[0]
-                       if IFLA_NUM_TX_QUEUES in found else None),
-        num_rx_queues=(_U32.unpack(found[IFLA_NUM_RX_QUEUES])[0]
-                       if IFLA_NUM_RX_QUEUES in found else None),
-    )
+_Reader = Callable[[bytes, int, int], object]
+_LINKINFO = -1
+"""The slot that stands for IFLA_LINKINFO, which nests the kind and the macvlan attributes."""
+
+
+class _LinkDecoder:
+    """One pass over a link message's attributes, each looked up by number in a table made
+    from the declarations: (slot, reader). Most attributes of a link message (queues'
+    limits, AF_SPEC, carrier counts...) are skipped without a slice or a call."""
+
+    def __init__(self, frame: Iterable[tuple[str, Attr]], settings: Iterable[Attr]) -> None:
+        attrs = [*(a for _, a in frame), *settings]
+        self.top: dict[int, tuple[int, _Reader]] = {IFLA_LINKINFO: (_LINKINFO, _no_reader)}
+        self.data: dict[int, tuple[int, _Reader]] = {}
+        self.plain: list[Any] = [a.format.empty if a.macvlan else a.absent for a in attrs]
+        """Every slot's value before the message is read, for a link of another kind."""
+        self.driver = [(slot, a.absent) for slot, a in enumerate(attrs)
+                       if a.macvlan and a.absent != a.format.empty]
+        """What differs for a macvlan or macvtap, whose data leaves out what is unchanged."""
+        for slot, a in enumerate(attrs):
+            (self.data if a.macvlan else self.top)[a.kind] = (slot, a.format.unpack)
+        self.frame = len(_LINK_FRAME)
+
+    def decode(self, body: bytes | memoryview) -> RawLink:
+        data = bytes(body)  # slices of bytes are what strings and MACs are made from
+        _family, _type, index, flags, _change = _IFINFO.unpack_from(data)
+        values: list[Any] = self.plain.copy()
+        kind = None
+        top = self.top
+        unpack = NLA.unpack_from
+        offset, end = _IFINFO.size, len(data)
+        while offset + 4 <= end:
+            length, number = unpack(data, offset)
+            if length < 4:
+                break
+            entry = top.get(number & NLA_TYPE_MASK)
+            if entry is not None:
+                slot, read = entry
+                if slot == _LINKINFO:
+                    kind = self._linkinfo(data, offset + 4, offset + length, values)
+                else:
+                    values[slot] = read(data, offset + 4, offset + length)
+            offset += (length + 3) & ~3
+        name, alias, link, netnsid, group = values[:self.frame]
+        return RawLink(index, name if name is not None else f"if{index}", bool(flags & IFF_UP),
+                       alias, link, netnsid, kind, group, tuple(values[self.frame:]))
+
+    def _linkinfo(self, data: bytes, offset: int, end: int, values: list[Any]) -> str | None:
+        """IFLA_LINKINFO: the kind, and for a macvlan or macvtap its IFLA_INFO_DATA (which
+        other kinds fill with attributes of their own, under the same numbers)."""
+        kind = None
+        info = None
+        unpack = NLA.unpack_from
+        while offset + 4 <= end:
+            length, number = unpack(data, offset)
+            if length < 4:
+                break
+            number &= NLA_TYPE_MASK
+            if number == IFLA_INFO_KIND:
+                kind = STRING.text(data, offset + 4, offset + length)
+            elif number == IFLA_INFO_DATA:
+                info = (offset + 4, offset + length)
+            offset += (length + 3) & ~3
+        if kind not in DRIVER_KINDS:
+            return kind
+        for slot, value in self.driver:
+            values[slot] = value
+        if info is not None:
+            table = self.data
+            offset, end = info
+            while offset + 4 <= end:
+                length, number = unpack(data, offset)
+                if length < 4:
+                    break
+                entry = table.get(number & NLA_TYPE_MASK)
+                if entry is not None:
+                    values[entry[0]] = entry[1](data, offset + 4, offset + length)
+                offset += (length + 3) & ~3
+        return kind
+
+
+def _no_reader(data: bytes, start: int, end: int) -> object:
+    raise AssertionError("IFLA_LINKINFO is read by _LinkDecoder._linkinfo")
+
+
+decode_link = _LinkDecoder(_LINK_FRAME, (a for _, a in LINK_SETTINGS)).decode
+"""The RawLink of an RTM_NEWLINK message's body."""
+
+
+def link_attrs(values: Iterable[tuple[Attr, object]], kind: str, info: bool = False) -> bytes:
+    """The attributes that carry `values`: the link's own, then IFLA_LINKINFO naming `kind`
+    with the macvlan ones in its IFLA_INFO_DATA, when there are some (or with `info`: a
+    create always names the kind it makes). The kernel refuses a change that names another
+    kind than the link's, so a macvtap's change says macvtap."""
+    values = list(values)
+    body = b"".join(a.encode(value) for a, value in values if not a.macvlan)
+    data = tuple((a, value) for a, value in values if a.macvlan)
+    if data or info:
+        body += _linkinfo(kind, data)
+    return body
+
+
+@functools.lru_cache(maxsize=1024)
+def _linkinfo(kind: str, data: tuple[tuple[Attr, object], ...]) -> bytes:
+    # Most of a thousand creates share a few of these.
+    return macvlan_info(*(a.encode(value) for a, value in data), kind=kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
 """Every setting of an interface, declared once; the parser, the planner, plan lines, JSON
-output, the JSON Schema and the README's reference table are all derived from `SETTINGS`.
+output, the JSON Schema, the README's reference table and the netlink side (the attributes of
+creates and changes, and the decoder of link dumps) are all derived from `SETTINGS`.
 
 A declaration says what a setting is (its key, which is also its attribute on MacvlanSpec and,
 by default, on the observed Link; its type and range), where it means something (kinds and
-modes), how the kernel changes it (`Update`), how it is read back from the kernel, and how it
-shows. Its default is the model's: the field default of MacvlanSpec, so it is never written
-twice.
+modes), how the kernel changes it (`Update`), how it is read back from the kernel (its
+`netlink` attribute: number, place and format, from macvland.nla), and how it shows. Its
+default is the model's: the field default of MacvlanSpec, so it is never written twice.
 
 Value types are small frozen classes: each checks a value as written (raising Invalid with a
 message that needs no place) and states its own JSON Schema and README summary. The YAML side
@@ -13,17 +14,23 @@ of reading (is it a scalar, a list, a mapping; is it an integer) stays in spec.p
 these types; a list-valued setting is `SetOf(item)`, so it reuses its item's scalar type
 unchanged.
 
-Nothing here does I/O; it imports only the model.
+Nothing here does I/O; it imports only the model and nla (the kernel's attribute numbers and
+formats).
 
 To add a setting:
 1. add its field to MacvlanSpec (with the default that means "absent") and, if it is read
-   from the kernel, to Link (observe.py fills it);
+   from the kernel, to Link;
 2. append a Setting to SETTINGS (the order is the order of plan lines and of the README);
+   for a link attribute, give it `netlink=Attr(IFLA_..., format)` (`macvlan=True` for an
+   IFLA_MACVLAN_* inside IFLA_INFO_DATA; `missing=` for the value the kernel means when it
+   leaves the attribute out). That is all the netlink side needs: rtnl decodes it into
+   RawLink.settings and observe into the Link field of the same name, a create writes it
+   when it is set, and a Change writes it when it changes. A value that is more than one
+   attribute gets a named format in nla (like SOURCE_MACS);
 3. say how it is carried out: `Update.IN_PLACE` settings go out in the one RTM_NEWLINK of a
-   Change (encode it in apply._change and apply._create_info), `Update.RECREATE` ones are
-   encoded at creation only, `Update.OWN` ones need a planner function in
-   plan._OWN_STEPS that yields the operations (ops.py) that carry them out, and
-   `Update.LAYER` ones (addresses, routes) are planned by plan._layer_ops from what
+   Change, `Update.RECREATE` ones are written at creation only, `Update.OWN` ones need a
+   planner function in plan._OWN_STEPS that yields the operations (ops.py) that carry them
+   out, and `Update.LAYER` ones (addresses, routes) are planned by plan._layer_ops from what
    observe.py reads of that layer;
 4. run `make generated` to refresh the README table and etc/macvland/macvland.schema.json
    (tests/test_settings.py fails until they match the code).
@@ -41,6 +48,7 @@ from enum import StrEnum
 from typing import Any
 
 from macvland.model import (
+    DEFAULT_BC_CUTOFF,
     FLAG_MODE,
     MAIN_TABLE,
     Flag,
@@ -55,6 +63,32 @@ from macvland.model import (
     State,
     TapAccess,
     default_metric,
+)
+from macvland.nla import (
+    IFLA_ADDRESS,
+    IFLA_MACVLAN_BC_CUTOFF,
+    IFLA_MACVLAN_BC_QUEUE_LEN,
+    IFLA_MACVLAN_FLAGS,
+    IFLA_MACVLAN_MACADDR_DATA,
+    IFLA_MACVLAN_MODE,
+    IFLA_MTU,
+    IFLA_NUM_RX_QUEUES,
+    IFLA_NUM_TX_QUEUES,
+    MAC,
+    MACVLAN_FLAG_NODST,
+    MACVLAN_FLAG_NOPROMISC,
+    MACVLAN_MODE_BRIDGE,
+    MACVLAN_MODE_PASSTHRU,
+    MACVLAN_MODE_PRIVATE,
+    MACVLAN_MODE_SOURCE,
+    MACVLAN_MODE_VEPA,
+    S32,
+    SOURCE_MACS,
+    U16,
+    U32,
+    Attr,
+    Bits,
+    Enum,
 )
 
 __all__ = [  # noqa: RUF022 (the table first, then its parts)
@@ -547,6 +581,11 @@ class Setting:
     """How a new value is applied, for the README, where `update` says too little."""
     absent_means: str = "left alone"
     """What leaving the key out means, for the README, when the default is None."""
+    netlink: Attr | None = None
+    """Its attribute in RTM_NEWLINK: what a create or a change writes, and where the kernel's
+    value is read from (the Link attribute of the same name). None: not a plain attribute
+    (the link's identity, admin state and kind are written by apply and read by rtnl into
+    RawLink's own fields; the rest is not netlink's)."""
 
     @property
     def default(self) -> object:
@@ -600,6 +639,10 @@ SETTINGS: tuple[Setting, ...] = (
             observed_shown=operator.attrgetter("lower")),
     Setting("mode", Choice(Mode), "How siblings on one parent reach each other.",
             recreate_when=_passthru_boundary,
+            netlink=Attr(IFLA_MACVLAN_MODE, Enum(U32, {
+                MACVLAN_MODE_BRIDGE: Mode.BRIDGE, MACVLAN_MODE_VEPA: Mode.VEPA,
+                MACVLAN_MODE_PRIVATE: Mode.PRIVATE, MACVLAN_MODE_PASSTHRU: Mode.PASSTHRU,
+                MACVLAN_MODE_SOURCE: Mode.SOURCE}), macvlan=True),
             applied="in place; into or out of passthru: recreate"),
     Setting("netns", NetnsName(), "Where the interface lives (absent: macvland's own "
             "namespace); a new value moves it.", Update.IDENTITY, applied="moved (in place)",
@@ -609,23 +652,33 @@ SETTINGS: tuple[Setting, ...] = (
             Update.RECREATE),
     Setting("flags", SetOf(Choice(Flag)), "`nopromisc` (passthru: leave the parent's "
             "promiscuity alone), `nodst` (source: also deliver by destination MAC).",
-            item_modes=FLAG_MODE, item_noun="flag"),
+            item_modes=FLAG_MODE, item_noun="flag",
+            netlink=Attr(IFLA_MACVLAN_FLAGS, Bits(U16, {
+                MACVLAN_FLAG_NOPROMISC: Flag.NOPROMISC, MACVLAN_FLAG_NODST: Flag.NODST}),
+                macvlan=True)),
     Setting("source_macs", SetOf(Mac()), "The senders whose frames a source-mode interface "
-            "receives.", Update.OWN, modes=frozenset({Mode.SOURCE}), label="source MACs"),
+            "receives.", Update.OWN, modes=frozenset({Mode.SOURCE}), label="source MACs",
+            netlink=Attr(IFLA_MACVLAN_MACADDR_DATA, SOURCE_MACS, macvlan=True)),
     Setting("mac", Mac(), "The interface's MAC; two siblings cannot share one.",
             absent_means="the kernel's choice, left alone", modes=frozenset(Mode) - {Mode.PASSTHRU},
             mode_conflict="mac cannot be set in passthru mode: the kernel applies the MAC to "
-            "the parent, and macvland never changes a parent", unique_per_parent=True),
-    Setting("mtu", Integer(68, 65535), "The MTU; the kernel refuses more than the parent's."),
+            "the parent, and macvland never changes a parent", unique_per_parent=True,
+            netlink=Attr(IFLA_ADDRESS, MAC)),
+    Setting("mtu", Integer(68, 65535), "The MTU; the kernel refuses more than the parent's.",
+            netlink=Attr(IFLA_MTU, U32, missing=0)),
     Setting("bcqueuelen", Integer(0, 2**32 - 1), "The broadcast/multicast queue length this "
-            "interface asks for (the parent uses the largest request)."),
+            "interface asks for (the parent uses the largest request).",
+            netlink=Attr(IFLA_MACVLAN_BC_QUEUE_LEN, U32, macvlan=True)),
     Setting("bc_cutoff", Integer(-(2**31), 2**31 - 1), "Parent-wide broadcast cutoff: "
             "multicast groups with at most this many listeners skip the queue.",
-            parent_wide=True, applied="in place (for the whole parent)"),
+            parent_wide=True, applied="in place (for the whole parent)",
+            # The kernel leaves it out while it is its default.
+            netlink=Attr(IFLA_MACVLAN_BC_CUTOFF, S32, macvlan=True, missing=DEFAULT_BC_CUTOFF)),
     Setting("numtxqueues", Integer(1, 4096), "Transmit queues (multiqueue, e.g. one per "
-            "vCPU of a VM on a macvtap); fixed when the interface is made.", Update.RECREATE),
+            "vCPU of a VM on a macvtap); fixed when the interface is made.", Update.RECREATE,
+            netlink=Attr(IFLA_NUM_TX_QUEUES, U32)),
     Setting("numrxqueues", Integer(1, 4096), "Receive queues; fixed when the interface is "
-            "made.", Update.RECREATE),
+            "made.", Update.RECREATE, netlink=Attr(IFLA_NUM_RX_QUEUES, U32)),
     Setting("tap", Record((
         Setting("owner", Account("user"), "Who owns /dev/tapN (e.g. the VM's user)."),
         Setting("group", Account("group"), "Its group (e.g. kvm)."),
@@ -647,6 +700,11 @@ SETTINGS: tuple[Setting, ...] = (
             Update.LAYER, applied="in place, after the addresses; needs `state: up`"),
 )
 """Every setting of an interface, in the order plan lines and the README show them."""
+
+LINK_SETTINGS: tuple[tuple[Setting, Attr], ...] = tuple(
+    (s, s.netlink) for s in SETTINGS if s.netlink is not None)
+"""The settings that are link attributes, with theirs: rtnl's decoder and the requests of
+creates and changes are made from these."""
 
 ITEM_KEYS = tuple(s.key for s in SETTINGS)
 """The keys an interface may have, in the table's order."""

@@ -10,9 +10,10 @@ import pytest
 from macvland.apply import apply
 from macvland.errors import KernelError
 from macvland.model import OWNER_ALIAS, Flag, MacvlanSpec, Mode, State
+from macvland.nla import IFLA_MTU, u32
 from macvland.ops import Change, Create, Delete, Move
 from macvland.plan import Condition
-from macvland.rtnl import IFLA_MTU, RTM_NEWLINK, ifinfo, u32
+from macvland.rtnl import RTM_NEWLINK, ifinfo
 from tests.conftest import Lab, macvlan_info
 
 MACS = frozenset({"02:00:00:00:00:01", "02:00:00:00:00:02"})

@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from macvland.nla import attr, u32
 from macvland.rtnl import (
     IFA_F_PERMANENT,
     IFA_F_TEMPORARY,
@@ -15,12 +16,10 @@ from macvland.rtnl import (
     RawAddress,
     address_body,
     address_index,
-    attr,
     decode_address,
     decode_route,
     route_body,
     route_oif,
-    u32,
 )
 
 
