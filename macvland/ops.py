@@ -187,24 +187,44 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
-class _SourceMac:
+class _Item:
+    """One item added to, or removed from, a set the interface carries (a source MAC, an
+    address, a route): the shape of every such operation, named by `noun` and `sign`."""
+
     netns: Netns
     name: str
     ifindex: int | None
-    mac: str
-    link_kind: str = "macvlan"
 
     kind = ""
-    phase = 2
+    phase = 0
+    noun = ""
+    """How the item is named in its plan line."""
+    field = ""
+    """Its key in to_dict, which is also the operation's attribute that holds it."""
     sign = ""
+    suffix = ""
 
     def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: source MAC {self.sign} {self.mac} " \
-               "(in place)"
+        return (f"{interface_label(self.name, self.netns)}: {self.noun} {self.sign} "
+                f"{getattr(self, self.field)}{self.suffix}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.kind, "netns": self.netns, "name": self.name,
-                "ifindex": self.ifindex, "mac": self.mac}
+                "ifindex": self.ifindex, self.field: self.item_dict()}
+
+    def item_dict(self) -> object:
+        return str(getattr(self, self.field))
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceMac(_Item):
+    mac: str
+    link_kind: str = "macvlan"
+
+    phase = 2
+    noun = "source MAC"
+    field = "mac"
+    suffix = " (in place)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,22 +240,11 @@ class RemoveSourceMac(_SourceMac):
 
 
 @dataclass(frozen=True, slots=True)
-class _Address:
-    netns: Netns
-    name: str
-    ifindex: int | None
+class _Address(_Item):
     address: IPInterface
 
-    kind = ""
     phase = 4
-    sign = ""
-
-    def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: address {self.sign} {self.address}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.kind, "netns": self.netns, "name": self.name,
-                "ifindex": self.ifindex, "address": str(self.address)}
+    noun = field = "address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,22 +267,14 @@ def _route_dict(route: Route) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
-    netns: Netns
-    name: str
-    ifindex: int | None
+class _Route(_Item):
     route: Route
 
-    kind = ""
     phase = 5
-    sign = ""
+    noun = field = "route"
 
-    def describe(self) -> str:
-        return f"{interface_label(self.name, self.netns)}: route {self.sign} {self.route}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.kind, "netns": self.netns, "name": self.name,
-                "ifindex": self.ifindex, "route": _route_dict(self.route)}
+    def item_dict(self) -> object:
+        return _route_dict(self.route)
 
 
 @dataclass(frozen=True, slots=True)
