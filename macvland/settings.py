@@ -94,7 +94,7 @@ from macvland.nla import (
 __all__ = [  # noqa: RUF022 (the table first, then its parts)
     "SETTINGS", "Setting", "Update", "Kind", "ValueType", "Choice", "Integer", "Mac", "Name",
     "NetnsName", "SetOf", "Text", "Invalid", "InvalidFields", "Prefix", "Gateway",
-    "Destination", "RouteItem", "by_key", "did_you_mean", "jsonable",
+    "Destination", "Record", "ROUTE", "by_key", "did_you_mean", "jsonable",
     "mode_conflict", "show",
 ]
 
@@ -416,52 +416,11 @@ class InvalidFields(Invalid):
         self.problems = problems
 
 
-_TABLE = Integer(1, 2**32 - 1)
-_RESERVED_TABLES = {255: "local"}
-
-
-@dataclass(frozen=True, slots=True)
-class RouteItem(ValueType):
-    """A route through the interface: `to`, and optional `via`, `metric` and `table`."""
-
-    fields: tuple[tuple[str, ValueType, bool], ...] = (
-        ("to", Destination(), True), ("via", Gateway(), False),
-        ("metric", Integer(0, 2**32 - 1), False), ("table", _TABLE, False))
-    """(key, type, required) of each key of the mapping."""
-
-    def build(self, values: Mapping[str, Any]) -> Route:
-        """The route from its checked values; InvalidFields names the key at fault."""
-        to, via = values["to"], values.get("via")
-        if to is None:
-            if via is None:
-                raise InvalidFields([("to", "'default' needs 'via' to say its family "
-                                            "(without one, write 0.0.0.0/0 or ::/0)")])
-            to = ipaddress.ip_network("0.0.0.0/0" if via.version == 4 else "::/0")
-        if via is not None and via.version != to.version:
-            raise InvalidFields([("via", f"{via} is IPv{via.version}, but 'to' ({to}) is "
-                                         f"IPv{to.version}")])
-        table = values.get("table", MAIN_TABLE)
-        if table in _RESERVED_TABLES:
-            raise InvalidFields([("table", f"table {table} is the kernel's "
-                                           f"{_RESERVED_TABLES[table]} table")])
-        metric = values.get("metric", default_metric(to.version))
-        return Route(to, via, metric, table)
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "object",
-                "properties": {key: kind.schema() for key, kind, _ in self.fields},
-                "required": [key for key, _, required in self.fields if required],
-                "additionalProperties": False}
-
-    def summary(self) -> str:
-        return "{`to`, `via`, `metric`, `table`}"
-
-
 @dataclass(frozen=True, slots=True)
 class SetOf(ValueType):
     """A YAML list of distinct items, as a frozenset; a repeated item is an error."""
 
-    item: Text | RouteItem
+    item: Text | Record
 
     def schema(self) -> dict[str, Any]:
         return {"type": "array", "items": self.item.schema(), "uniqueItems": True}
@@ -519,16 +478,24 @@ class FileMode(Text):
 
 @dataclass(frozen=True, slots=True)
 class Record(ValueType):
-    """A mapping of named settings, made into one model value by `build`; every field may be
-    left out (None: left alone)."""
+    """A mapping of named fields, each declared like a setting (key, type, doc, required),
+    made into one model value by `build`, called with the checked values of the keys that
+    are there (an absent one: None); it raises InvalidFields to name a key at fault for a
+    problem between fields. A setting's value (a macvtap's `tap`) or a list's item (a route).
+    """
 
     fields: tuple[Setting, ...]
     build: Callable[..., object]
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": False,
-                "properties": {f.key: {**f.type.schema(), "description": f.doc.replace("`", "")}
-                               for f in self.fields}}
+        schema: dict[str, Any] = {
+            "type": "object", "additionalProperties": False,
+            "properties": {f.key: {**f.type.schema(), "description": f.doc.replace("`", "")}
+                           for f in self.fields}}
+        required = [f.key for f in self.fields if f.required]
+        if required:
+            schema["required"] = required
+        return schema
 
     def summary(self) -> str:
         return "mapping of " + ", ".join(f"`{f.key}` ({f.type.summary()})" for f in self.fields)
@@ -620,6 +587,39 @@ class Setting:
 _SPEC_FIELDS = {f.name: f for f in fields(MacvlanSpec)}
 
 
+def _route(to: IPNetwork | None, via: IPAddress | None = None, metric: int | None = None,
+           table: int | None = None) -> Route:
+    """A route from its checked values; InvalidFields names the key at fault."""
+    if to is None:
+        if via is None:
+            raise InvalidFields([("to", "'default' needs 'via' to say its family "
+                                        "(without one, write 0.0.0.0/0 or ::/0)")])
+        to = ipaddress.ip_network("0.0.0.0/0" if via.version == 4 else "::/0")
+    if via is not None and via.version != to.version:
+        raise InvalidFields([("via", f"{via} is IPv{via.version}, but 'to' ({to}) is "
+                                     f"IPv{to.version}")])
+    if table is None:
+        table = MAIN_TABLE
+    if table in _RESERVED_TABLES:
+        raise InvalidFields([("table", f"table {table} is the kernel's "
+                                       f"{_RESERVED_TABLES[table]} table")])
+    return Route(to, via, default_metric(to.version) if metric is None else metric, table)
+
+
+_RESERVED_TABLES = {255: "local"}
+
+ROUTE = Record((
+    Setting("to", Destination(), "Where to: a prefix, an address (a host route), or `default` "
+            "(its family is then that of `via`).", required=True),
+    Setting("via", Gateway(), "The gateway, of the same family as `to` (absent: on link)."),
+    Setting("metric", Integer(0, 2**32 - 1), "The metric (absent: 0 for IPv4, 1024 for "
+            "IPv6, as the kernel gives)."),
+    Setting("table", Integer(1, 2**32 - 1), "The routing table (absent: 254, main; 255 is "
+            "the kernel's local table)."),
+), _route)
+"""A route through the interface, as one item of `routes`."""
+
+
 def kind_conflict(setting: Setting, kind: Kind) -> str:
     kinds = " or ".join(str(k) for k in Kind if k in setting.kinds)
     return f"{setting.key} only applies to kind {kinds}, not {kind}"
@@ -693,7 +693,7 @@ SETTINGS: tuple[Setting, ...] = (
             "are added, unlisted static ones removed. The kernel's own (IPv6 link-local, "
             "SLAAC, temporary) are never removed.", Update.LAYER,
             applied="in place, after the link (again after a move, which loses them)"),
-    Setting("routes", SetOf(RouteItem()), "Routes through the interface: `to` (prefix, "
+    Setting("routes", SetOf(ROUTE), "Routes through the interface: `to` (prefix, "
             "address, or `default` with `via`), optional `via` (same family), `metric` "
             "(default 0 for IPv4, 1024 for IPv6), `table` (default 254, main). Marked "
             "`proto macvland` (77); routes without the mark are never changed or removed.",

@@ -40,7 +40,6 @@ from macvland.settings import (
     Invalid,
     InvalidFields,
     Record,
-    RouteItem,
     SetOf,
     Setting,
     Text,
@@ -398,17 +397,16 @@ def _converter(kind: ValueType) -> Callable[[Node], Any]:
         return lambda node: kind.check(_text(node))
     if isinstance(kind, SetOf):
         return _converter(kind.item)
-    if isinstance(kind, RouteItem):
-        keys = [key for key, _, _ in kind.fields]
-        converters = {key: _converter(item) for key, item, _ in kind.fields}
-        required = [key for key, _, needed in kind.fields if needed]
-        return lambda node: _record(node, kind, keys, required, converters)
     if isinstance(kind, Record):
-        return lambda node: node  # walked by _read_record, which knows the place
+        # A list's item (a route); a setting's own mapping is walked by _read_record.
+        keys = [f.key for f in kind.fields]
+        converters = {f.key: _converter(f.type) for f in kind.fields}
+        required = [f.key for f in kind.fields if f.required]
+        return lambda node: _record(node, kind, keys, required, converters)
     raise TypeError(f"no YAML reading for {kind!r}")
 
 
-def _record(node: Node, kind: RouteItem, keys: Sequence[str], required: Sequence[str],
+def _record(node: Node, kind: Record, keys: Sequence[str], required: Sequence[str],
             converters: dict[str, Callable[[Node], Any]]) -> Any:
     """A mapping value (a route); InvalidFields names every key at fault at once."""
     if not isinstance(node, MappingNode):
@@ -428,7 +426,7 @@ def _record(node: Node, kind: RouteItem, keys: Sequence[str], required: Sequence
                  if key not in values and key not in (k for k, _ in problems)]
     if problems:
         raise InvalidFields(problems)
-    return kind.build(values)
+    return kind.build(**values)
 
 
 _CONVERTERS = {setting.key: _converter(setting.type) for setting in SETTINGS}
@@ -685,10 +683,20 @@ def _read_record(fields: _Fields, key: str, record: Record) -> object:
         return None
     inner = _Fields(node, fields.path_of(key), tuple(f.key for f in record.fields),
                     fields.report)
-    values = {f.key: inner.get(f.key, _converter(f.type), None) for f in record.fields}
+    values = {f.key: inner.require(f.key, _converter(f.type)) if f.required
+              else inner.get(f.key, _converter(f.type), None) for f in record.fields}
     if inner.bad:
         fields.bad.add(key)
-    return record.build(**values)
+        return None
+    try:
+        return record.build(**values)
+    except InvalidFields as exc:
+        for sub, message in exc.problems:
+            at = _value_of(node, sub) if sub else node
+            fields.report.at(at, _join(fields.path_of(key), sub) if sub else fields.path_of(key),
+                             message)
+        fields.bad.add(key)
+        return None
 
 
 def _check_kind_settings(fields: _Fields, kind: Kind) -> None:
