@@ -13,7 +13,7 @@ Pure functions and frozen data over bytes; it imports nothing of macvland.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 NLA_F_NESTED = 0x8000
@@ -69,6 +69,18 @@ def string(kind: int, value: str) -> bytes:
 
 def mac(kind: int, value: str) -> bytes:
     return attr(kind, bytes.fromhex(value.replace(":", "")))
+
+
+def spans(data: bytes | memoryview, offset: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(number, start, stop) of each attribute between offset and end: where its payload is,
+    without a slice (a malformed length ends the walk)."""
+    unpack = NLA.unpack_from
+    while offset + 4 <= end:
+        length, number = unpack(data, offset)
+        if length < 4:
+            return
+        yield number & NLA_TYPE_MASK, offset + 4, offset + length
+        offset += (length + 3) & ~3
 
 
 # --- formats -----------------------------------------------------------------------------
@@ -196,15 +208,8 @@ class _SourceMacs(Format):
                 + mac(IFLA_MACVLAN_MACADDR, address))
 
     def unpack(self, data: bytes, start: int, end: int) -> object:
-        macs = []
-        while start + 4 <= end:
-            length, kind = NLA.unpack_from(data, start)
-            if length < 4:
-                break
-            if kind & NLA_TYPE_MASK == IFLA_MACVLAN_MACADDR:
-                macs.append(data[start + 4:start + length].hex(":"))
-            start += (length + 3) & ~3
-        return frozenset(macs)
+        return frozenset(data[at:stop].hex(":") for number, at, stop in spans(data, start, end)
+                         if number == IFLA_MACVLAN_MACADDR)
 
 
 SOURCE_MACS = _SourceMacs()

@@ -36,6 +36,7 @@ from macvland.nla import (
     Attr,
     attr,
     nest,
+    spans,
     string,
     u32,
 )
@@ -185,30 +186,14 @@ def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
 
 def attrs(data: bytes | memoryview, offset: int = 0) -> Iterator[tuple[int, memoryview]]:
     view = memoryview(data)
-    end = len(view)
-    while offset + _NLA.size <= end:
-        length, kind = _NLA.unpack_from(view, offset)
-        if length < _NLA.size:
-            break
-        yield kind & NLA_TYPE_MASK, view[offset + _NLA.size:offset + length]
-        offset += (length + 3) & ~3
+    for number, start, stop in spans(view, offset, len(view)):
+        yield number, view[start:stop]
 
 
 def _pick(view: memoryview, offset: int, wanted: frozenset[int]) -> dict[int, memoryview]:
-    """The attributes of the given types; the others (most of a link message) are skipped
-    without being sliced."""
-    found = {}
-    end = len(view)
-    unpack = _NLA.unpack_from
-    while offset + 4 <= end:
-        length, kind = unpack(view, offset)
-        if length < 4:
-            break
-        kind &= NLA_TYPE_MASK
-        if kind in wanted:
-            found[kind] = view[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return found
+    """The attributes of the given types; the others are skipped without being sliced."""
+    return {number: view[start:stop] for number, start, stop in spans(view, offset, len(view))
+            if number in wanted}
 
 
 def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
@@ -270,88 +255,80 @@ def link_index(body: memoryview) -> int:
 
 
 _Reader = Callable[[bytes, int, int], object]
-_LINKINFO = -1
-"""The slot that stands for IFLA_LINKINFO, which nests the kind and the macvlan attributes."""
+_Table = dict[int, tuple[int, _Reader]]
+
+
+def _span(data: bytes, start: int, stop: int) -> tuple[int, int]:
+    return start, stop
+
+
+def _kind(data: bytes, start: int, stop: int) -> str:
+    return STRING.text(data, start, stop)
+
+
+def _walk(data: bytes, offset: int, end: int, table: _Table, values: list[Any]) -> None:
+    """Every attribute between offset and end whose number `table` has, read into its slot.
+
+    `spans` written out with the lookup inside: this loop runs over every attribute of every
+    link of a dump, and a generator there costs a fifth more.
+    """
+    unpack = NLA.unpack_from
+    while offset + 4 <= end:
+        length, number = unpack(data, offset)
+        if length < 4:
+            break
+        entry = table.get(number & NLA_TYPE_MASK)
+        if entry is not None:
+            values[entry[0]] = entry[1](data, offset + 4, offset + length)
+        offset += (length + 3) & ~3
 
 
 class _LinkDecoder:
-    """One pass over a link message's attributes, each looked up by number in a table made
-    from the declarations: (slot, reader). Most attributes of a link message (queues'
-    limits, AF_SPEC, carrier counts...) are skipped without a slice or a call."""
+    """A link message's attributes, each looked up by number in a table made from the
+    declarations: (slot, reader). Most of them (queues' limits, AF_SPEC, carrier counts...)
+    are skipped without a slice or a call. IFLA_LINKINFO is read after the link's own: its
+    IFLA_INFO_DATA is a macvlan's only when IFLA_INFO_KIND says so (other kinds put their
+    own attributes there, under the same numbers)."""
 
     def __init__(self, frame: Iterable[tuple[str, Attr]], settings: Iterable[Attr]) -> None:
         attrs = [*(a for _, a in frame), *settings]
-        self.top: dict[int, tuple[int, _Reader]] = {IFLA_LINKINFO: (_LINKINFO, _no_reader)}
-        self.data: dict[int, tuple[int, _Reader]] = {}
+        self.frame = len(_LINK_FRAME)
+        self.end = len(attrs)
+        # Three slots after the declared ones: where IFLA_LINKINFO is, the kind, where
+        # IFLA_INFO_DATA is.
+        self.linkinfo, self.kind, self.info_data = self.end, self.end + 1, self.end + 2
+        self.top: _Table = {IFLA_LINKINFO: (self.linkinfo, _span)}
+        self.info: _Table = {IFLA_INFO_KIND: (self.kind, _kind),
+                             IFLA_INFO_DATA: (self.info_data, _span)}
+        self.data: _Table = {}
+        for slot, a in enumerate(attrs):
+            (self.data if a.macvlan else self.top)[a.kind] = (slot, a.format.unpack)
         self.plain: list[Any] = [a.format.empty if a.macvlan else a.absent for a in attrs]
-        """Every slot's value before the message is read, for a link of another kind."""
+        self.plain += [None, None, None]
+        """Every slot's value before a message is read: a link of another kind keeps it."""
         self.driver = [(slot, a.absent) for slot, a in enumerate(attrs)
                        if a.macvlan and a.absent != a.format.empty]
         """What differs for a macvlan or macvtap, whose data leaves out what is unchanged."""
-        for slot, a in enumerate(attrs):
-            (self.data if a.macvlan else self.top)[a.kind] = (slot, a.format.unpack)
-        self.frame = len(_LINK_FRAME)
 
     def decode(self, body: bytes | memoryview) -> RawLink:
         data = bytes(body)  # slices of bytes are what strings and MACs are made from
         _family, _type, index, flags, _change = _IFINFO.unpack_from(data)
-        values: list[Any] = self.plain.copy()
+        values = self.plain.copy()
+        _walk(data, _IFINFO.size, len(data), self.top, values)
         kind = None
-        top = self.top
-        unpack = NLA.unpack_from
-        offset, end = _IFINFO.size, len(data)
-        while offset + 4 <= end:
-            length, number = unpack(data, offset)
-            if length < 4:
-                break
-            entry = top.get(number & NLA_TYPE_MASK)
-            if entry is not None:
-                slot, read = entry
-                if slot == _LINKINFO:
-                    kind = self._linkinfo(data, offset + 4, offset + length, values)
-                else:
-                    values[slot] = read(data, offset + 4, offset + length)
-            offset += (length + 3) & ~3
+        linkinfo = values[self.linkinfo]
+        if linkinfo is not None:
+            _walk(data, linkinfo[0], linkinfo[1], self.info, values)
+            kind = values[self.kind]
+            if kind in DRIVER_KINDS:
+                for slot, value in self.driver:
+                    values[slot] = value
+                info_data = values[self.info_data]
+                if info_data is not None:
+                    _walk(data, info_data[0], info_data[1], self.data, values)
         name, alias, link, netnsid, group = values[:self.frame]
         return RawLink(index, name if name is not None else f"if{index}", bool(flags & IFF_UP),
-                       alias, link, netnsid, kind, group, tuple(values[self.frame:]))
-
-    def _linkinfo(self, data: bytes, offset: int, end: int, values: list[Any]) -> str | None:
-        """IFLA_LINKINFO: the kind, and for a macvlan or macvtap its IFLA_INFO_DATA (which
-        other kinds fill with attributes of their own, under the same numbers)."""
-        kind = None
-        info = None
-        unpack = NLA.unpack_from
-        while offset + 4 <= end:
-            length, number = unpack(data, offset)
-            if length < 4:
-                break
-            number &= NLA_TYPE_MASK
-            if number == IFLA_INFO_KIND:
-                kind = STRING.text(data, offset + 4, offset + length)
-            elif number == IFLA_INFO_DATA:
-                info = (offset + 4, offset + length)
-            offset += (length + 3) & ~3
-        if kind not in DRIVER_KINDS:
-            return kind
-        for slot, value in self.driver:
-            values[slot] = value
-        if info is not None:
-            table = self.data
-            offset, end = info
-            while offset + 4 <= end:
-                length, number = unpack(data, offset)
-                if length < 4:
-                    break
-                entry = table.get(number & NLA_TYPE_MASK)
-                if entry is not None:
-                    values[entry[0]] = entry[1](data, offset + 4, offset + length)
-                offset += (length + 3) & ~3
-        return kind
-
-
-def _no_reader(data: bytes, start: int, end: int) -> object:
-    raise AssertionError("IFLA_LINKINFO is read by _LinkDecoder._linkinfo")
+                       alias, link, netnsid, kind, group, tuple(values[self.frame:self.end]))
 
 
 decode_link = _LinkDecoder(_LINK_FRAME, (a for _, a in LINK_SETTINGS)).decode
