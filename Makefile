@@ -42,7 +42,7 @@ install-deps:
 $(STAMP): pyproject.toml | deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 demo: deps $(STAMP)

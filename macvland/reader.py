@@ -18,6 +18,14 @@ A writer is done when:
 Where the kernel cannot say whether a writer is there (no lease on that file system, or a
 file that is not ours), only the `settle` rule applies.
 
+The quiet window is not spent idle: once no writer has the files open, their bytes are read
+and parsed at once, ahead of the window's end, and the result is kept by their hash. When the
+window ends with the files unchanged, the read that counts finds those bytes parsed already,
+so the loop gets the spec a window after the save, not a window plus a parse (at 1,000
+interfaces, 30-40 ms; at 10,000, ten times that). Nothing is handed to the loop before the
+window ends, so the settle rule is the same; a save that changes again meanwhile costs one
+parse more, on this thread.
+
 A reload (SIGHUP) reads now if no writer is at work; otherwise it waits for the writer, at
 most `settle` seconds, and then keeps the spec in force, saying so in the log. Unchanged bytes
 are never parsed again: the last result is kept by hash (a reload re-reports it).
@@ -40,7 +48,7 @@ from macvland import audit
 from macvland.errors import SpecError
 from macvland.intake import DEFAULT_SETTLE, being_written, read_spec, spec_files
 from macvland.model import DesiredState
-from macvland.spec import ParseMemo, parse_source
+from macvland.spec import ParseMemo, SpecSource, parse_source
 
 log = logging.getLogger("macvland")
 
@@ -169,6 +177,7 @@ class SpecReader:
         signature = self._signature()
         changed_at = self._clock()
         reload_since = changed_at if forced else None
+        parsed_ahead: tuple[tuple[str, int, int, int], ...] | None = None
         while True:
             now = self._clock()
             with self._condition:
@@ -186,6 +195,10 @@ class SpecReader:
             # log written next to the spec all the time must not hold its reading back.
             if not writing and (reload_since is not None or now - changed_at >= quiet):
                 return True
+            if not writing and current != parsed_ahead:
+                parsed_ahead = current
+                self._parse_ahead()
+                continue  # that took a while: look at the files again before waiting
             if now - changed_at >= self.settle:
                 if any(being_written(f) for f in writing):
                     log.warning(f"reading {', '.join(writing)} although a writer still has it "
@@ -216,6 +229,30 @@ class SpecReader:
             found.append((path, info.st_ino, info.st_size, info.st_mtime_ns))
         return tuple(found)
 
+    def _parse(self, source: SpecSource) -> DesiredState | SpecError:
+        """The parse of `source`'s bytes: the last one's again if they are the same."""
+        if self._last is None or self._last[0] != source.sha256:
+            start = self._clock()
+            parsed: DesiredState | SpecError
+            try:
+                parsed = parse_source(source, self._memo)
+            except SpecError as error:
+                parsed = error
+            else:
+                audit.spec_parsed(len(parsed.interfaces), self._clock() - start)
+            self._last = (source.sha256, parsed)
+        return self._last[1]
+
+    def _parse_ahead(self) -> None:
+        """Read and parse the spec as it is now into the cache by hash, handing nothing out:
+        what the quiet window's end then reads is parsed already if it did not change."""
+        with self._reading:
+            try:
+                source = read_spec(self._config, self._max_bytes)
+            except SpecError:
+                return  # e.g. a mode the save's last step fixes: the read that counts says
+            self._parse(source)
+
     def _read(self, forced: bool) -> Intake | None:
         """Read the spec; a result for the loop, or None when its bytes did not change."""
         with self._reading:
@@ -239,17 +276,7 @@ class SpecReader:
         if source.sha256 == self._seen and not forced:
             return None  # our own reads, an unrelated file, or a write of the same bytes
         self._seen = source.sha256
-        if self._last is None or self._last[0] != source.sha256:
-            start = self._clock()
-            parsed: DesiredState | SpecError
-            try:
-                parsed = parse_source(source, self._memo)
-            except SpecError as error:
-                parsed = error
-            else:
-                audit.spec_parsed(len(parsed.interfaces), self._clock() - start)
-            self._last = (source.sha256, parsed)
-        parsed = self._last[1]
+        parsed = self._parse(source)
         if isinstance(parsed, SpecError):
             return Intake(source.sha256, None, parsed, forced, read_ns)
         return Intake(source.sha256, parsed, None, forced, read_ns)

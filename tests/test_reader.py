@@ -6,6 +6,7 @@ reader's own events come from the test calling `changed()`, as the file watcher 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import macvland.reader
 from macvland.reader import SpecReader
 
 SPEC = "version: 1\ninterfaces:\n" + "".join(
@@ -96,3 +98,33 @@ def test_a_reload_gives_up_on_a_writer_that_keeps_writing(spec: Path) -> None:
         assert intake.desired is None and intake.error is None  # nothing read
     finally:
         spec_reader.stop()
+
+
+def test_the_quiet_window_is_spent_parsing_and_the_bytes_are_parsed_once(
+        spec: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(macvland.reader, "QUIET", 2.0)  # a window long enough to look inside
+    delivered = threading.Event()
+    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=30)
+    spec_reader.read_now()
+    spec_reader.start()
+    caplog.set_level(logging.DEBUG, logger="macvland")
+    try:
+        caplog.clear()
+        spec.write_text(SPEC.replace("mv5", "mv9"))
+        spec_reader.changed()
+        deadline = time.monotonic() + 15
+        while not _parses(caplog) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _parses(caplog) == 1
+        assert not delivered.is_set()  # parsed, but the window is not over
+        assert delivered.wait(15)
+        intake = spec_reader.take()
+        assert intake is not None and intake.desired is not None
+        assert [s.name for s in intake.desired.interfaces][-1] == "mv9"
+        assert _parses(caplog) == 1  # the read at the window's end found it parsed
+    finally:
+        spec_reader.stop()
+
+
+def _parses(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage().startswith("spec parsed") for r in caplog.records)
