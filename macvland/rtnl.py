@@ -17,6 +17,7 @@ does I/O.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import socket
@@ -616,6 +617,16 @@ class RtnlSocket:
 
     def link(self, name: str) -> RawLink:
         return decode_link(self.query(RTM_GETLINK, ifinfo() + string(IFLA_IFNAME, name)))
+
+    def link_at(self, ifindex: int) -> RawLink | None:
+        """The link `ifindex` as it is now; None when there is none (or it is going away)."""
+        try:
+            return decode_link(self.query(RTM_GETLINK, ifinfo(ifindex) + u32(
+                IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)))
+        except KernelError as error:
+            if error.errno == errno.ENODEV:
+                return None
+            raise
 
     def nsid(self, netns_fd: int) -> int | None:
         """The id this socket's namespace gives to the namespace behind `netns_fd`."""

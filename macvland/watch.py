@@ -330,12 +330,23 @@ class LinkWatcher:
             return None
         if self._namespaces.identity(netns) != sub.identity:
             return None  # the namespace was replaced; listen() subscribes in the new one
-        links = list(sub.table.values())
         # The kernel announces a macvlan's mode, flags, source MACs and alias changing only
-        # while it is up (netdev_state_change): where one is down, only a dump is the truth.
-        if any(link.kind in DRIVER_KINDS and not link.up for link in links):
+        # while it is up (netdev_state_change): a down one is read again, on its own while
+        # they are few (a link being deleted announces itself down first, and a dump of a
+        # thousand for it would be what a repair waits for), else by a dump.
+        down = [link.ifindex for link in sub.table.values()
+                if link.kind in DRIVER_KINDS and not link.up]
+        if len(down) > _REREAD_DOWN:
             return None
-        return links
+        if down:
+            sock = self._namespaces.socket(netns)
+            for ifindex in down:
+                current = sock.link_at(ifindex)
+                if current is None:
+                    del sub.table[ifindex]
+                else:
+                    sub.table[ifindex] = current
+        return list(sub.table.values())
 
     def seed(self, netns: Netns, links: list[RawLink]) -> None:
         """A fresh dump; events read after it bring it up to date (they are never older than
@@ -414,6 +425,9 @@ class LinkWatcher:
                 self._wake(Trigger.DRIFT)
                 self._read.wait()  # until the loop has read them: select would only repeat
 
+
+_REREAD_DOWN = 16
+"""Down macvlans of one namespace read again one by one, rather than by a dump of all."""
 
 _LAYER_EVENTS = frozenset({RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE})
 
