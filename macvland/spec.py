@@ -434,6 +434,17 @@ _CONVERTERS = {setting.key: _converter(setting.type) for setting in SETTINGS}
 
 _DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 
+_BY_KEY = {setting.key: setting for setting in SETTINGS}
+_REQUIRED = tuple(setting.key for setting in SETTINGS if setting.required)
+_LIST_KEYS = tuple(setting.key for setting in SETTINGS if isinstance(setting.type, SetOf))
+_ABSENT: dict[str, Any] = {
+    setting.key: None if setting.required or isinstance(setting.type, Record)
+    else (None if setting.default is None else frozenset())
+    if isinstance(setting.type, SetOf) else setting.default
+    for setting in SETTINGS}
+"""What an item that does not write a setting has for it (a list: None, "left alone", where
+its default is None)."""
+
 
 # --- mappings -----------------------------------------------------------------------------
 
@@ -647,20 +658,22 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
         return None
     fields = _Fields(node, path, ITEM_KEYS, report)
     # Every setting is read before anything is given up on, so all its problems are reported.
-    values: dict[str, Any] = {}
-    lists: dict[str, list[tuple[str, Node, Any]]] = {}
-    for setting in SETTINGS:
-        key, convert = setting.key, _CONVERTERS[setting.key]
+    # Only the keys written are visited (a typical item writes 3 of 20); the rest are as absent.
+    values: dict[str, Any] = dict(_ABSENT)
+    lists: dict[str, list[tuple[str, Node, Any]]] = {key: [] for key in _LIST_KEYS}
+    for key in _REQUIRED:
+        if key not in fields.entries:
+            fields.require(key, _CONVERTERS[key])  # reports it missing
+    for key in fields.entries:
+        setting, convert = _BY_KEY[key], _CONVERTERS[key]
         if isinstance(setting.type, SetOf):
             lists[key] = items = fields.get_list(key, convert)
-            absent = key not in fields.entries and _DEFAULTS[key] is None
-            values[key] = None if absent else frozenset(value for _, _, value in items)
+            values[key] = frozenset(value for _, _, value in items)
         elif isinstance(setting.type, Record):
             values[key] = _read_record(fields, key, setting.type)
-        elif setting.required:
-            values[key] = fields.require(key, convert)
         else:
-            values[key] = fields.get(key, convert, _DEFAULTS[key])
+            values[key] = fields.get(key, convert, _DEFAULTS[key] if not setting.required
+                                     else None)
     if "mode" not in fields.bad:
         _check_mode_settings(fields, values["mode"], lists)
     _check_routes(fields, values["state"], lists["routes"])
@@ -701,32 +714,31 @@ def _read_record(fields: _Fields, key: str, record: Record) -> object:
 
 def _check_kind_settings(fields: _Fields, kind: Kind) -> None:
     """Settings that only one kind has (a macvtap's device)."""
-    for setting in SETTINGS:
-        key = fields.key(setting.key)
-        if key is not None and kind not in setting.kinds:
-            fields.report.at(key, fields.path_of(setting.key), kind_conflict(setting, kind))
+    for key in fields.entries:
+        if kind not in _BY_KEY[key].kinds:
+            fields.report.at(fields.entries[key][0], fields.path_of(key),
+                             kind_conflict(_BY_KEY[key], kind))
 
 
 def _check_mode_settings(fields: _Fields, mode: Mode,
                          lists: dict[str, list[tuple[str, Node, Any]]]) -> None:
     """Settings, and items of list settings, that only mean something in some modes."""
-    for setting in SETTINGS:
+    for key, (key_node, value) in fields.entries.items():
+        setting = _BY_KEY[key]
         if setting.item_modes is not None:
-            for path, node, value in lists[setting.key]:
-                only = setting.item_modes[value]
+            for path, node, item in lists[key]:
+                only = setting.item_modes[item]
                 if only is not mode:
                     noun = setting.item_noun
-                    message = f"{noun} '{value}' only applies in mode {only}, not {mode}"
+                    message = f"{noun} '{item}' only applies in mode {only}, not {mode}"
                     fields.report.at(node, path, message)
-        key = fields.key(setting.key)
-        if key is None or mode in setting.modes:
+        if mode in setting.modes:
             continue
-        value = fields.value(setting.key)
         # Only a non-empty list is a conflict: `source_macs: []` asks for nothing.
         if isinstance(setting.type, SetOf) and not (
                 isinstance(value, SequenceNode) and value.value):
             continue
-        fields.report.at(key, fields.path_of(setting.key), mode_conflict(setting, mode))
+        fields.report.at(key_node, fields.path_of(key), mode_conflict(setting, mode))
 
 
 def _check_routes(fields: _Fields, state: State, routes: list[tuple[str, Node, Any]]) -> None:
