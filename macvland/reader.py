@@ -24,7 +24,9 @@ window ends with the files unchanged, the read that counts finds those bytes par
 so the loop gets the spec a window after the save, not a window plus a parse (at 1,000
 interfaces, 30-40 ms; at 10,000, ten times that). Nothing is handed to the loop before the
 window ends, so the settle rule is the same; a save that changes again meanwhile costs one
-parse more, on this thread.
+parse more, on this thread. The one save that needs no window is the atomic one: a file its
+writer closed, renamed over a single-file spec. Its bytes are whole before it has the spec's
+name, so once they read cleanly, they are handed over at once.
 
 A reload (SIGHUP) reads now if no writer is at work; otherwise it waits for the writer, at
 most `settle` seconds, and then keeps the spec in force, saying so in the log. Unchanged bytes
@@ -103,6 +105,8 @@ class SpecReader:
         self.on_read: Callable[[], None] = lambda: None
         """Called after each read, changed or not (the file watcher follows moved symlinks,
         which may point at the same bytes elsewhere)."""
+        self._read_signature: tuple[tuple[str, int, int, int], ...] = ()
+        """The spec's files (path, inode, size, mtime) when it was last read."""
         self._reading = threading.Lock()
         """One read and parse at a time: start-up's, on the loop, and the thread's share state."""
         self._pending = False
@@ -197,7 +201,8 @@ class SpecReader:
                 return True
             if not writing and current != parsed_ahead:
                 parsed_ahead = current
-                self._parse_ahead()
+                if self._parse_ahead() and self._renamed_in(current):
+                    return True
                 continue  # that took a while: look at the files again before waiting
             if now - changed_at >= self.settle:
                 if any(being_written(f) for f in writing):
@@ -243,15 +248,26 @@ class SpecReader:
             self._last = (source.sha256, parsed)
         return self._last[1]
 
-    def _parse_ahead(self) -> None:
+    def _parse_ahead(self) -> bool:
         """Read and parse the spec as it is now into the cache by hash, handing nothing out:
-        what the quiet window's end then reads is parsed already if it did not change."""
+        what the quiet window's end then reads is parsed already if it did not change.
+        False when it could not be read (say, a mode the save's last step fixes)."""
         with self._reading:
             try:
                 source = read_spec(self._config, self._max_bytes)
             except SpecError:
-                return  # e.g. a mode the save's last step fixes: the read that counts says
+                return False  # the read that counts says why, if it is still so then
             self._parse(source)
+            return True
+
+    def _renamed_in(self, current: tuple[tuple[str, int, int, int], ...]) -> bool:
+        """Whether the spec is one file that another file, closed by its writer, replaced
+        since the last read (an atomic save: rename over it). Its bytes are whole, so it needs
+        no quiet window; one that reads cleanly is read at once. (Fragments of a directory
+        arrive one file at a time, and a file rewritten in place keeps its inode: both wait.)"""
+        before = self._read_signature[0][1] if len(self._read_signature) == 1 else None
+        return (len(current) == 1 and not os.path.isdir(self._config)
+                and current[0][1] != before and self._signature() == current)
 
     def _read(self, forced: bool) -> Intake | None:
         """Read the spec; a result for the loop, or None when its bytes did not change."""
@@ -263,6 +279,7 @@ class SpecReader:
 
     def _read_locked(self, forced: bool) -> Intake | None:
         read_ns = _now_ns()
+        self._read_signature = self._signature()
         try:
             source = read_spec(self._config, self._max_bytes)
         except SpecError as error:

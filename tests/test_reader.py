@@ -128,3 +128,49 @@ def test_the_quiet_window_is_spent_parsing_and_the_bytes_are_parsed_once(
 
 def _parses(caplog: pytest.LogCaptureFixture) -> int:
     return sum(r.getMessage().startswith("spec parsed") for r in caplog.records)
+
+
+def test_a_save_renamed_into_place_needs_no_quiet_window(
+        spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(macvland.reader, "QUIET", 60.0)  # only the rename can explain a read
+    delivered = threading.Event()
+    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=60)
+    spec_reader.read_now()
+    spec_reader.start()
+    try:
+        staged = spec.with_name("macvland.yaml.new")
+        staged.write_text(SPEC.replace("mv5", "mv9"))
+        staged.chmod(0o600)
+        staged.rename(spec)
+        spec_reader.changed()
+        assert delivered.wait(15)
+        intake = spec_reader.take()
+        assert intake is not None and intake.desired is not None
+        assert [s.name for s in intake.desired.interfaces][-1] == "mv9"
+        # Rewritten in place, the same file waits out its window again.
+        delivered.clear()
+        spec.write_text(SPEC)
+        spec_reader.changed()
+        assert not delivered.wait(OBSERVE)
+    finally:
+        spec_reader.stop()
+
+
+def test_a_renamed_save_that_is_not_yet_safe_waits_for_its_window(
+        spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An editor renames first and sets the mode after: the rename alone is not the save.
+    monkeypatch.setattr(macvland.reader, "QUIET", 60.0)
+    delivered = threading.Event()
+    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=60)
+    spec_reader.read_now()
+    spec_reader.start()
+    try:
+        staged = spec.with_name("macvland.yaml.new")
+        staged.write_text(SPEC.replace("mv5", "mv9"))
+        staged.chmod(0o666)
+        staged.rename(spec)
+        spec_reader.changed()
+        assert not delivered.wait(OBSERVE)  # no rejection reported in the meantime
+        assert spec_reader.take() is None
+    finally:
+        spec_reader.stop()
