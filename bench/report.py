@@ -185,8 +185,8 @@ def profile_line(s: Result) -> str:
     c = s["converge"]
     lost = sum("were lost (ENOBUFS)" in line for line in s.get("daemon_problems", []))
     return (f"  N={s['n']} {s['layout']}: {1000 * c['daemon_s'][0]:.0f} ms after the rename: "
-            f"the spec parsed in {_ms(c['parse_ms'][0])} ms (a spec file event waits out the "
-            f"{DEBOUNCE_MS} ms debounce; the parse runs inside it), then a first pass of "
+            f"the spec parsed in {_ms(c['parse_ms'][0])} ms (a spec renamed into place is "
+            f"read at once), then a first pass of "
             f"{c['pass_ms'][0][0]:.0f} ms (whose owner-mark wave and verifying read end after "
             f"the kernel shows all); ip -batch {1000 * c['ip_batch_s'][0]:.0f} ms; then "
             f"{c['passes'][0] - 1} more pass(es); {lost} event overflow(s) in the run")
