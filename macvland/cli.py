@@ -44,10 +44,13 @@ def _max_bytes(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
 
-def _load(args: argparse.Namespace) -> DesiredState:
+def _load(args: argparse.Namespace, kept: bool = True) -> DesiredState:
+    """The spec; with `kept`, the last parse of the same bytes if the state directory has it
+    (see parsed.py). `validate` always parses: checking is its whole job."""
     from macvland.intake import load_spec
+    from macvland.ledger import state_directory
 
-    return load_spec(_config(args), _max_bytes(args))
+    return load_spec(_config(args), _max_bytes(args), state_directory() if kept else None)
 
 
 def _verdict_line(v: Verdict) -> str:
@@ -69,7 +72,7 @@ def _problems(p: Plan) -> list[Verdict]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    desired = _load(args)
+    desired = _load(args, kept=False)
     print(f"{desired.source}: valid, {len(desired.interfaces)} interface(s)")
     return 0
 

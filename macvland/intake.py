@@ -80,14 +80,26 @@ def parse_size(text: str) -> int:
     return int(text) * multiplier
 
 
-def load_spec(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> DesiredState:
+def load_spec(path: str, max_bytes: int = DEFAULT_MAX_BYTES,
+              state_dir: str | None = None) -> DesiredState:
     """Read and parse the spec at `path`, a file or a directory of `*.yaml` fragments.
 
     An unsafe, unreadable or oversized spec, or a directory without fragments, is a SpecError.
+    With `state_dir`, the bytes are read and checked as always, but a parse of exactly them
+    kept there is taken instead of parsing again, and a new parse is kept (parsed.py).
     """
     from macvland.spec import parse_source
 
-    return parse_source(read_spec(path, max_bytes))
+    source = read_spec(path, max_bytes)
+    if state_dir is None:
+        return parse_source(source)
+    from macvland import parsed
+
+    desired = parsed.load(source, state_dir)
+    if desired is None:
+        desired = parse_source(source)
+        parsed.store(source, desired, state_dir)
+    return desired
 
 
 def read_spec(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> SpecSource:

@@ -1,0 +1,91 @@
+"""The kept parse (parsed.py): taken only for the same bytes and from a private place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from macvland import parsed
+from macvland.errors import SpecError
+from macvland.intake import load_spec, read_spec
+from macvland.spec import parse_source
+
+SPEC = "version: 1\ninterfaces:\n  - {name: mv0, parent: eth1, mode: vepa}\n"
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "macvland.yaml"
+    path.write_text(SPEC)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def test_the_same_bytes_are_taken_from_the_kept_parse(spec: Path, state: Path) -> None:
+    first = load_spec(str(spec), state_dir=str(state))
+    assert (state / parsed.FILE).stat().st_mode & 0o777 == 0o600
+    kept = parsed.load(read_spec(str(spec)), str(state))
+    assert kept == first == parse_source(read_spec(str(spec)))
+    assert kept is not None and kept.interfaces[0].origin == f"{spec}:3"
+
+
+@pytest.mark.parametrize("change", [
+    lambda spec: spec.write_text(SPEC.replace("vepa", "bridge")),  # other bytes
+    lambda spec: spec.write_text(SPEC + "\n"),  # one byte more, same meaning
+])
+def test_other_bytes_are_parsed_again(spec: Path, state: Path,
+                                      change: Callable[[Path], object]) -> None:
+    load_spec(str(spec), state_dir=str(state))
+    change(spec)
+    assert parsed.load(read_spec(str(spec)), str(state)) is None
+    again = load_spec(str(spec), state_dir=str(state))
+    assert again == parse_source(read_spec(str(spec)))
+
+
+def test_the_same_bytes_under_another_name_are_parsed_again(
+        spec: Path, state: Path, tmp_path: Path) -> None:
+    load_spec(str(spec), state_dir=str(state))
+    other = tmp_path / "other.yaml"
+    other.write_text(SPEC)
+    other.chmod(0o600)
+    assert parsed.load(read_spec(str(other)), str(state)) is None  # its origins differ
+
+
+@pytest.mark.parametrize("where, mode", [("file", 0o620), ("file", 0o602),
+                                         ("directory", 0o770), ("directory", 0o707)])
+def test_a_kept_parse_others_could_write_is_not_loaded(
+        spec: Path, state: Path, where: str, mode: int) -> None:
+    load_spec(str(spec), state_dir=str(state))
+    (state / parsed.FILE if where == "file" else state).chmod(mode)
+    assert parsed.load(read_spec(str(spec)), str(state)) is None
+
+
+def test_a_damaged_kept_parse_is_ignored(spec: Path, state: Path) -> None:
+    load_spec(str(spec), state_dir=str(state))
+    kept = state / parsed.FILE
+    kept.write_bytes(kept.read_bytes()[:100])
+    assert parsed.load(read_spec(str(spec)), str(state)) is None
+    assert load_spec(str(spec), state_dir=str(state)) == parse_source(read_spec(str(spec)))
+
+
+def test_a_spec_with_problems_is_never_kept(spec: Path, state: Path) -> None:
+    spec.write_text(SPEC.replace("vepa", "vepaa"))
+    with pytest.raises(SpecError):
+        load_spec(str(spec), state_dir=str(state))
+    assert not (state / parsed.FILE).exists()
+
+
+def test_nothing_is_kept_in_a_directory_others_can_write(spec: Path, state: Path) -> None:
+    state.chmod(0o777)
+    load_spec(str(spec), state_dir=str(state))
+    assert os.listdir(state) == []
