@@ -48,9 +48,12 @@ def _load(args: argparse.Namespace, kept: bool = True) -> DesiredState:
     """The spec; with `kept`, the last parse of the same bytes if the state directory has it
     (see parsed.py). `validate` always parses: checking is its whole job."""
     from macvland.intake import load_spec
+
+    if not kept:
+        return load_spec(_config(args), _max_bytes(args))
     from macvland.ledger import state_directory
 
-    return load_spec(_config(args), _max_bytes(args), state_directory() if kept else None)
+    return load_spec(_config(args), _max_bytes(args), state_directory())
 
 
 def _verdict_line(v: Verdict) -> str:
