@@ -240,7 +240,34 @@ def _tree_text(observed: ObservedState) -> str:
                 lines.append(f"    addresses {', '.join(addresses)}")
             if routes:
                 lines.append(f"    routes {', '.join(routes)}")
+            device = _device_of(observed, link)
+            if device is not None:
+                lines.append(f"    {_device_text(device)}")
     return "\n".join(lines) if lines else "no macvlan interfaces"
+
+
+def _device_of(observed: ObservedState, link: Link) -> dict[str, Any] | None:
+    """A macvtap's /dev/tapN as it is (None for a macvlan, or where /dev was not read: it
+    is, when the spec has macvtaps)."""
+    if link.kind != "macvtap" or observed.taps is None:
+        return None
+    path = f"/dev/tap{link.ifindex}"
+    node = observed.taps.get(link.ifindex)
+    if node is None or node.link_name != link.name:
+        # Another namespace's macvtap of the same number may hold it: then it is not this one's.
+        return {"path": path, "present": False,
+                "device_of": None if node is None else node.link_name or "another driver"}
+    return {"path": path, "present": True, "owner": node.owner or str(node.uid),
+            "group": node.group or str(node.gid), "uid": node.uid, "gid": node.gid,
+            "mode": f"{node.mode:04o}"}
+
+
+def _device_text(device: dict[str, Any]) -> str:
+    if device["present"]:
+        return f"{device['path']} {device['owner']}:{device['group']} {device['mode']}"
+    if device["device_of"]:
+        return f"{device['path']} missing (that node is the device of {device['device_of']})"
+    return f"{device['path']} missing"
 
 
 def _layers_of(observed: ObservedState, link: Link) -> tuple[list[str], list[str]]:
@@ -256,7 +283,8 @@ def _tree_dict(observed: ObservedState) -> list[dict[str, Any]]:
         {"name": c.name, "netns": c.netns, "ifindex": c.ifindex, "shown_as": c.shown_as,
          "kind": c.kind, "mode": str(c.mode),
          "up": c.up, "mtu": c.mtu, "mac": c.mac, "managed": c.owned,
-         **dict(zip(("addresses", "routes"), _layers_of(observed, c), strict=True))}
+         **dict(zip(("addresses", "routes"), _layers_of(observed, c), strict=True)),
+         **({"tap": device} if (device := _device_of(observed, c)) is not None else {})}
         for c in children]}
         for lower, children in sorted(_children(observed).items())]
 

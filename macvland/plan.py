@@ -167,6 +167,8 @@ class _Planner:
             if layers:
                 self.ops += layers
                 verdict = None
+            if not self.ops[before:] and (waiting := self._tap_missing(spec)):
+                return Verdict(spec, Condition.PENDING, waiting)
         return verdict if verdict is not None else _verdict(spec, self.ops[before:])
 
     def _layers(self, spec: MacvlanSpec, link_ops: Sequence[Operation]) -> list[Operation]:
@@ -206,6 +208,23 @@ class _Planner:
         changes = _tap_changes(spec.tap, node)
         return [ChangeTap(spec.netns, spec.name, link.ifindex, spec.tap, changes)] if changes \
             else []
+
+    def _tap_missing(self, spec: MacvlanSpec) -> str | None:
+        """Why a macvtap whose /dev/tapN macvland manages is not in sync although nothing is
+        left to do: it has no node, so no VM can open it, and "in sync" would hide that.
+        Nothing is done about it: recreating the macvtap would make a node, but would also cut
+        off a VM that opened the old one before it was removed."""
+        if (spec.kind is not Kind.MACVTAP or spec.tap is None or spec.state is State.ABSENT
+                or self.observed.taps is None):
+            return None
+        link = self.observed.get(spec.netns, spec.name)
+        if link is None or link.kind != Kind.MACVTAP or link.ifindex in self.observed.taps:
+            return None
+        # The kernel makes the node with the link, in its devtmpfs; it gives none to a second
+        # macvtap of the same number in another namespace.
+        return (f"waits for /dev/tap{link.ifindex}: there is none (removed; or made while "
+                "another namespace's macvtap of that number had it; or this /dev is not the "
+                "kernel's devtmpfs)")
 
     def _create(self, spec: MacvlanSpec, recreate: str | None = None) -> Create:
         ifindex = None

@@ -40,7 +40,7 @@ from macvland.ops import (
     Operation,
     RemoveSourceMac,
 )
-from macvland.plan import Condition, Plan, Verdict, plan
+from macvland.plan import Condition, Plan, Verdict, plan, summary
 
 # --- builders -------------------------------------------------------------------------------
 
@@ -883,9 +883,25 @@ def test_no_tap_access_leaves_the_device_alone() -> None:
     assert p.operations == ()
 
 
-def test_a_device_not_there_yet_is_left_for_the_next_pass() -> None:
+@pytest.mark.parametrize(("want", "condition"), [
+    pytest.param(spec(**TAP, tap=ACCESS), Condition.PENDING, id="with-tap-access-pending"),
+    pytest.param(spec(**TAP), Condition.IN_SYNC, id="without-tap-access-not-looked-at"),
+])
+def test_a_macvtap_without_its_device_is_pending_and_nothing_is_done(
+        want: MacvlanSpec, condition: Condition) -> None:
+    p = plan(desired(want), with_taps(observed(link_from(want, 10))))
+    assert p.operations == ()
+    assert [v.condition for v in p.verdicts] == [condition]
+    if condition is Condition.PENDING:
+        assert p.verdicts[0].detail.startswith("waits for /dev/tap10: there is none (removed")
+        assert summary(p.verdicts).startswith("1 pending: mv0 waits for /dev/tap10: ")
+
+
+def test_a_macvtap_with_its_device_in_place_is_in_sync() -> None:
     want = spec(**TAP, tap=ACCESS)
-    assert plan(desired(want), with_taps(observed(link_from(want, 10)))).operations == ()
+    have = node(10, owner="qemu", group="kvm", mode=0o660)
+    p = plan(desired(want), with_taps(observed(link_from(want, 10)), have))
+    assert [v.condition for v in p.verdicts] == [Condition.IN_SYNC]
 
 
 def test_a_macvtap_whose_number_is_another_devices_is_recreated_with_a_free_one() -> None:
