@@ -17,6 +17,7 @@ from macvland.model import DesiredState, interface_label, netns_label
 from macvland.ops import (
     AddSourceMac,
     Change,
+    ChangeTap,
     Create,
     Delete,
     FieldChange,
@@ -49,7 +50,8 @@ MESSAGE_IDS = {
 # with an unchanged spec, and the kernel drifted from it.
 _DRIFT_TRIGGERS = frozenset({"drift", "resync"})
 _CORRECTIONS = frozenset({"create", "recreate", "change", "move", "add-source-mac",
-                          "remove-source-mac"})
+                          "remove-source-mac", "add-address", "remove-address", "add-route",
+                          "remove-route", "change-route", "change-tap"})
 
 
 def _emit(level: int, event: str, message: str, **fields: object) -> None:
@@ -59,7 +61,7 @@ def _emit(level: int, event: str, message: str, **fields: object) -> None:
 
 def _changes(outcome: Outcome) -> tuple[FieldChange, ...]:
     op = outcome.operation
-    if isinstance(op, Change):
+    if isinstance(op, Change | ChangeTap):
         return op.changes
     if isinstance(op, Move):
         return (FieldChange("netns", netns_label(op.netns), netns_label(op.target)),)

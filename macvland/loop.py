@@ -33,7 +33,21 @@ from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
-from macvland.ops import Change, Create, Move, Operation, show
+from macvland.ops import (
+    AddAddress,
+    AddRoute,
+    AddSourceMac,
+    Change,
+    ChangeRoute,
+    ChangeTap,
+    Create,
+    Move,
+    Operation,
+    RemoveAddress,
+    RemoveRoute,
+    RemoveSourceMac,
+    show,
+)
 from macvland.plan import Condition, PlanMemo, Verdict, summary
 from macvland.reader import Intake, SpecReader
 from macvland.reconcile import PassResult, reconcile
@@ -521,17 +535,9 @@ class Daemon:
         per_key: dict[Key, list[str]] = defaultdict(list)
         seen: dict[Key, list[str]] = defaultdict(list)
         for o in applied:
-            op = o.operation
-            key = (op.netns, op.name)
-            if isinstance(op, Change):
-                per_key[key] += [c.field for c in op.changes]
-                seen[key] += [show(c.old) for c in op.changes]
-            elif isinstance(op, Create) and not op.recreate:
-                per_key[key].append("existence")
-                seen[key].append("deleted")
-            elif isinstance(op, Move):
-                per_key[(op.target, op.name)].append("netns")
-                seen[(op.target, op.name)].append(str(op.netns))
+            for key, name, found in _put_back(o.operation):
+                per_key[key].append(name)
+                seen[key].append(found)
         for key, fields in per_key.items():
             names, values = ",".join(fields), ",".join(seen[key])
             if self.fights.corrected(key, names, values, now):
@@ -571,6 +577,37 @@ class Daemon:
                 present[n].ifindex for n in wanted if n in present), frozenset(
                 present[n].ifindex for n in layered.get(netns, ()) if n in present))
         return interest
+
+
+def _put_back(op: Operation) -> list[tuple[Key, str, str]]:
+    """What an operation that corrected drift put back: (interface, field, what it found
+    instead), for the fight guard. Link settings, the link's existence and namespace, its
+    source MACs, addresses and routes, and its /dev/tapN's access; a recreate is not one
+    (the spec asked for it, or another's device took the number)."""
+    key = (op.netns, op.name)
+    if isinstance(op, Change):
+        return [(key, c.field, show(c.old)) for c in op.changes]
+    if isinstance(op, ChangeTap):
+        # From nothing: the device of a macvtap this pass made, whose Create says it all.
+        return [(key, c.field, show(c.old)) for c in op.changes if c.old is not None]
+    if isinstance(op, Create):
+        return [] if op.recreate else [(key, "existence", "deleted")]
+    if isinstance(op, Move):
+        return [((op.target, op.name), "netns", str(op.netns))]
+    if isinstance(op, AddSourceMac | RemoveSourceMac):
+        return [(key, "source_macs", _found(op.mac, isinstance(op, AddSourceMac)))]
+    if isinstance(op, AddAddress | RemoveAddress):
+        return [(key, "addresses", _found(op.address, isinstance(op, AddAddress)))]
+    if isinstance(op, AddRoute | RemoveRoute):
+        return [(key, "routes", _found(op.route, isinstance(op, AddRoute)))]
+    if isinstance(op, ChangeRoute):
+        return [(key, "routes", str(op.old))]
+    return []  # deletes and adoptions put no setting back
+
+
+def _found(item: object, added: bool) -> str:
+    """What the kernel had instead of an item of a set that macvland added or removed."""
+    return f"{item} missing" if added else f"{item} not in the spec"
 
 
 def _changed_names(before: DesiredState | None, after: DesiredState) -> frozenset[str] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import threading
 import time
@@ -12,10 +14,26 @@ import pytest
 
 from macvland.apply import Outcome
 from macvland.ledger import Ledger
-from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup, _changed_names
-from macvland.model import DesiredState, MacvlanSpec, ObservedState
+from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup, _changed_names, _put_back
+from macvland.model import DesiredState, MacvlanSpec, Mode, ObservedState, Route, TapAccess
 from macvland.netns import Namespaces
-from macvland.ops import Create
+from macvland.ops import (
+    AddAddress,
+    AddRoute,
+    AddSourceMac,
+    Adopt,
+    Change,
+    ChangeRoute,
+    ChangeTap,
+    Create,
+    Delete,
+    FieldChange,
+    Move,
+    Operation,
+    RemoveAddress,
+    RemoveRoute,
+    RemoveSourceMac,
+)
 from macvland.plan import Plan
 from macvland.reconcile import PassResult
 from macvland.watch import Trigger
@@ -219,6 +237,92 @@ def test_only_undone_corrections_count_as_a_fight(
     for now in range(5):  # one more than the guard's limit of 3 a minute
         daemon._account(created, {trigger}, float(now))
     assert daemon.fights.held(5.0) == ({KEY} if held else set())
+
+
+# --- what counts as a fight ---------------------------------------------------------------
+
+ACCESS = TapAccess(owner="qemu", group="kvm", mode=0o660)
+ADDRESS = ipaddress.ip_interface("192.0.2.10/24")
+ROUTE = Route(ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_address("192.0.2.1"))
+MOVED_ROUTE = Route(ROUTE.to, ipaddress.ip_address("192.0.2.2"))
+
+
+@pytest.mark.parametrize(("op", "put_back"), [
+    pytest.param(Change(None, "mv0", 5, (FieldChange("mode", Mode.BRIDGE, Mode.PRIVATE),
+                                         FieldChange("mtu", 1400, 1500))),
+                 [(KEY, "mode", "bridge"), (KEY, "mtu", "1400")], id="link-fields"),
+    pytest.param(Create(MacvlanSpec("mv0", "eth1"), 2), [(KEY, "existence", "deleted")],
+                 id="a-deleted-link"),
+    pytest.param(Create(MacvlanSpec("mv0", "eth1"), 2, recreate="parent eth1 -> eth2"), [],
+                 id="a-recreate-is-not"),
+    pytest.param(Move("red", "mv0", 5, None), [(KEY, "netns", "red")], id="a-moved-link"),
+    pytest.param(ChangeTap(None, "mv0", 5, ACCESS, (FieldChange("tap.owner", "root", "qemu"),
+                                                    FieldChange("tap.mode", "0666", "0660"))),
+                 [(KEY, "tap.owner", "root"), (KEY, "tap.mode", "0666")], id="tap-access"),
+    pytest.param(ChangeTap(None, "mv0", 5, ACCESS, (FieldChange("tap.mode", None, "0660"),)),
+                 [], id="tap-access-of-a-device-just-made-is-not"),
+    pytest.param(AddAddress(None, "mv0", 5, ADDRESS),
+                 [(KEY, "addresses", "192.0.2.10/24 missing")], id="a-deleted-address"),
+    pytest.param(RemoveAddress(None, "mv0", 5, ADDRESS),
+                 [(KEY, "addresses", "192.0.2.10/24 not in the spec")], id="an-added-address"),
+    pytest.param(AddRoute(None, "mv0", 5, ROUTE),
+                 [(KEY, "routes", "198.51.100.0/24 via 192.0.2.1 missing")],
+                 id="a-deleted-route"),
+    pytest.param(RemoveRoute(None, "mv0", 5, ROUTE),
+                 [(KEY, "routes", "198.51.100.0/24 via 192.0.2.1 not in the spec")],
+                 id="an-added-route"),
+    pytest.param(ChangeRoute(None, "mv0", 5, MOVED_ROUTE, ROUTE),
+                 [(KEY, "routes", "198.51.100.0/24 via 192.0.2.2")], id="a-changed-route"),
+    pytest.param(AddSourceMac(None, "mv0", 5, "02:00:00:00:00:01"),
+                 [(KEY, "source_macs", "02:00:00:00:00:01 missing")], id="a-removed-source-mac"),
+    pytest.param(RemoveSourceMac(None, "mv0", 5, "02:00:00:00:00:01"),
+                 [(KEY, "source_macs", "02:00:00:00:00:01 not in the spec")],
+                 id="an-added-source-mac"),
+    pytest.param(Delete(None, "mv0", 5, "eth1", "no longer in the spec"), [], id="a-delete"),
+    pytest.param(Adopt(None, "mv0", 5, "eth1"), [], id="an-adoption"),
+])
+def test_what_a_drift_correction_put_back(
+        op: Operation, put_back: list[tuple[tuple[str | None, str], str, str]]) -> None:
+    assert _put_back(op) == put_back
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.fields.append(getattr(record, "fields", {}))
+
+
+@pytest.mark.parametrize(("op", "fields", "seen"), [
+    pytest.param(ChangeTap(None, "mv0", 5, ACCESS, (FieldChange("tap.mode", "0666", "0660"),)),
+                 "tap.mode", "tap.mode=0666", id="chmod-of-dev-tap"),
+    pytest.param(ChangeTap(None, "mv0", 5, ACCESS, (FieldChange("tap.owner", "root", "qemu"),
+                                                    FieldChange("tap.group", "root", "kvm"))),
+                 "tap.owner,tap.group", "tap.owner,tap.group=root,root", id="chown-of-dev-tap"),
+    pytest.param(AddAddress(None, "mv0", 5, ADDRESS), "addresses",
+                 "addresses=192.0.2.10/24 missing", id="an-address-deleted"),
+    pytest.param(RemoveRoute(None, "mv0", 5, ROUTE), "routes",
+                 "routes=198.51.100.0/24 via 192.0.2.1 not in the spec", id="a-route-added"),
+])
+def test_a_layer_or_device_kept_undone_is_held_with_a_record_naming_the_field(
+        tmp_path: Path, op: Operation, fields: str, seen: str) -> None:
+    daemon = Daemon(str(tmp_path / "macvland.yaml"), Namespaces(), Ledger(str(tmp_path)))
+    nothing = Plan((), ())
+    corrected = PassResult(nothing, (Outcome(op),), nothing, ObservedState())
+    records = Records()
+    audit_log = logging.getLogger("macvland")
+    audit_log.addHandler(records)
+    try:
+        for now in range(5):  # one more than the guard's limit of 3 a minute
+            daemon._account(corrected, {Trigger.DRIFT}, float(now))
+    finally:
+        audit_log.removeHandler(records)
+    assert daemon.fights.held(5.0) == {KEY}
+    fights = [f for f in records.fields if f.get("MACVLAND_ACTION") == "fight"]
+    assert [(f["MACVLAND_INTERFACE"], f["MACVLAND_FIELD"], f["MACVLAND_OLD"]) for f in fights] \
+        == [("mv0", fields, seen)]
 
 
 # --- what a record says it was for --------------------------------------------------------
