@@ -30,7 +30,7 @@ from macvland.apply import Outcome
 from macvland.errors import MacvlandError, SpecError
 from macvland.intake import DEFAULT_MAX_BYTES, DEFAULT_SETTLE
 from macvland.ledger import Ledger
-from macvland.model import DesiredState, Key, Netns, ObservedState, State
+from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Netns, ObservedState, State
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
 from macvland.ops import (
@@ -52,6 +52,7 @@ from macvland.plan import Condition, PlanMemo, Verdict, summary
 from macvland.reader import Intake, SpecReader
 from macvland.reconcile import PassResult, reconcile
 from macvland.systemd import Notifier
+from macvland.tapwatch import TapWatcher
 from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
 if TYPE_CHECKING:
@@ -277,6 +278,8 @@ class Daemon:
     _reported: dict[Key, str] = field(default_factory=dict)
     _links: LinkWatcher | None = None
     _files: FileWatcher | None = None
+    _taps: TapWatcher | None = None
+    """inotify on /dev, armed while the spec manages some macvtap's /dev/tapN."""
     _reload_read: int | None = None
     """When a read that a SIGHUP asked for happened (CLOCK_MONOTONIC ns), until recorded."""
     _rejected: SpecError | None = None
@@ -300,6 +303,7 @@ class Daemon:
     def run(self) -> int:
         files = FileWatcher(self.config, self.netns_dir, self.wakeup.wake, self.reader.changed)
         links = LinkWatcher(self.namespaces, self.wakeup.wake)
+        taps = TapWatcher(self.wakeup.wake)
         previous = {sig: signal.signal(sig, handler) for sig, handler in (
             (signal.SIGTERM, self._on_signal), (signal.SIGINT, self._on_signal),
             (signal.SIGHUP, self._on_hup),
@@ -310,8 +314,10 @@ class Daemon:
         self.cache = links
         self._links = links
         self._files = files
+        self._taps = taps
         files.start()
         links.start()
+        taps.start()
         self.reader.start()
         try:
             self.wakeup.wake(Trigger.STARTUP)
@@ -337,8 +343,10 @@ class Daemon:
                         triggers = {Trigger.RETRY}
                     else:
                         continue  # only the watchdog's turn
-                if triggers == {Trigger.DRIFT} and not links.refresh():
-                    # Events about links nobody cares about, or our own, already seen.
+                # Both read: each watcher waits for its events to be read before it rings again.
+                if triggers == {Trigger.DRIFT} and not (links.refresh() | taps.refresh()):
+                    # Events about links or device nodes nobody cares about, or our own,
+                    # already seen.
                     self.wakeup.forget()
                     continue
                 if Trigger.RESYNC in triggers:
@@ -348,6 +356,8 @@ class Daemon:
                     self.metrics.write()  # only if its text changed (a rejected spec, a pass)
                 if ran or Trigger.RESYNC in triggers:
                     resync_at = self.clock() + self.resync
+                if ran:
+                    taps.want(self._tap_interest())
                 if ran and links.watch(self._interest()):
                     # A namespace this pass did not read (it appeared since): a change there
                     # before the subscription made an event nobody heard, so one more pass
@@ -358,6 +368,7 @@ class Daemon:
             self.reader.stop()
             files.stop()
             links.stop()
+            taps.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         audit.info("stopping; interfaces are left in place")
@@ -425,13 +436,17 @@ class Daemon:
             self._files.watch_namespaces(frozenset(
                 ns for ns in desired.namespaces() | self.ledger.namespaces()
                 if ns is not None and "/" not in ns))
+        if self._taps is not None:
+            # Likewise before the pass reads /dev: a chmod just after the read is an event.
+            self._taps.arm(bool(_managed_taps(desired)))
         writes = self.namespaces.writes
         result = reconcile(
             desired, self.namespaces, self.ledger,
             report=lambda outcome: audit.operation(
                 outcome, self._why(outcome.operation, triggers), desired.sha256),
             hold=self.backoff.held(now) | self.fights.held(now),
-            stop=lambda: self.stopping, cache=self.cache, memo=self._plans)
+            stop=lambda: self.stopping, cache=self.cache, memo=self._plans,
+            devices=self._taps)
         seconds = self.clock() - now
         audit.pass_done(sorted(map(str, triggers)), len(result.outcomes),
                         self.namespaces.writes - writes, seconds)
@@ -553,6 +568,16 @@ class Daemon:
                     audit.verdict(v, self.desired.sha256 if self.desired else "")
         self._reported = current
 
+    def _tap_interest(self) -> frozenset[int]:
+        """The N of every /dev/tapN whose events matter: the managed macvtaps' ifindexes, as
+        the last pass left them (a node that is missing is among them: its return matters)."""
+        if self.desired is None or self.last is None:
+            return frozenset()
+        observed = self.last.observed
+        links = (observed.get(spec.netns, spec.name) for spec in _managed_taps(self.desired))
+        return frozenset(link.ifindex for link in links
+                         if link is not None and link.kind == Kind.MACVTAP)
+
     def _interest(self) -> dict[Netns, Interest]:
         """Which links' events matter, per namespace: what the spec names, what we own, and
         the parents; and whose address and route events matter."""
@@ -577,6 +602,12 @@ class Daemon:
                 present[n].ifindex for n in wanted if n in present), frozenset(
                 present[n].ifindex for n in layered.get(netns, ()) if n in present))
         return interest
+
+
+def _managed_taps(desired: DesiredState) -> tuple[MacvlanSpec, ...]:
+    """The macvtaps whose /dev/tapN owner, group or mode the spec sets."""
+    return tuple(spec for spec in desired.interfaces if spec.kind is Kind.MACVTAP
+                 and spec.tap is not None and spec.state is not State.ABSENT)
 
 
 def _put_back(op: Operation) -> list[tuple[Key, str, str]]:

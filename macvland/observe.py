@@ -38,15 +38,23 @@ class LinkCache(Protocol):
     def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
 
 
+class DeviceEvents(Protocol):
+    """Events about device nodes (the daemon's inotify on /dev), read before /dev is read."""
+
+    def refresh(self) -> bool: ...
+
+
 def observe(namespaces: Namespaces, wanted: Iterable[Netns],
             cache: LinkCache | None = None, layered: Iterable[Netns] = (),
-            devices: bool = False) -> ObservedState:
+            devices: bool = False, device_events: DeviceEvents | None = None,
+            ) -> ObservedState:
     """The links of macvland's own namespace and of every namespace in `wanted`, the
     addresses and routes of those in `layered`, and with `devices` every /dev/tapN.
 
     With a `cache`, a namespace whose table is current is read from it instead of dumped;
     one that is dumped seeds it. The cache listens to a namespace before it is read, so no
-    change can fall between a read and the events that follow it.
+    change can fall between a read and the events that follow it. Likewise `device_events`
+    are read just before /dev is: those queued by then are about what this read sees.
     """
     layered = frozenset(layered)
     addresses: dict[Netns, Mapping[int, Addresses]] = {}
@@ -93,7 +101,11 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
             by_name[link.name] = built
     if cache is not None:
         cache.converted = converted
-    taps = tap_nodes() if devices else None
+    taps = None
+    if devices:
+        if device_events is not None:
+            device_events.refresh()
+        taps = tap_nodes()
     return ObservedState(links, frozenset(missing), unreadable, addresses, routes, taps)
 
 

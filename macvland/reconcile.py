@@ -14,7 +14,7 @@ from macvland.apply import Outcome, apply
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, ObservedState
 from macvland.netns import Namespaces
-from macvland.observe import LinkCache, observe
+from macvland.observe import DeviceEvents, LinkCache, observe
 from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, PlanMemo, plan
 
@@ -36,24 +36,27 @@ class PassResult:
 
 
 def observe_for(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
-                cache: LinkCache | None = None) -> ObservedState:
-    """Observe every namespace the spec names or that may still hold owned interfaces, and
-    the addresses and routes where the spec manages some."""
+                cache: LinkCache | None = None,
+                devices: DeviceEvents | None = None) -> ObservedState:
+    """Observe every namespace the spec names or that may still hold owned interfaces, the
+    addresses and routes where the spec manages some, and /dev's taps if it has macvtaps."""
     return observe(namespaces, desired.namespaces() | ledger.namespaces(), cache,
-                   desired.layered_namespaces(), desired.has_macvtaps())
+                   desired.layered_namespaces(), desired.has_macvtaps(), devices)
 
 
 def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
               report: Callable[[Outcome], None] | None = None,
               hold: Collection[Key] = frozenset(),
               stop: Callable[[], bool] = lambda: False,
-              cache: LinkCache | None = None, memo: PlanMemo | None = None) -> PassResult:
+              cache: LinkCache | None = None, memo: PlanMemo | None = None,
+              devices: DeviceEvents | None = None) -> PassResult:
     """One pass; operations on the interfaces in `hold` are planned but not run.
 
     `cache` and `memo` carry link tables and decisions from pass to pass (see LinkCache and
-    PlanMemo); neither changes the result.
+    PlanMemo); neither changes the result. `devices` are the daemon's /dev events, read
+    before each read of /dev (see observe).
     """
-    observed = observe_for(desired, namespaces, ledger, cache)
+    observed = observe_for(desired, namespaces, ledger, cache, devices)
     first = plan(desired, observed, memo)
     runnable = tuple(op for op in first.operations if not _touches(op, hold))
     if not runnable:
@@ -62,7 +65,7 @@ def reconcile(desired: DesiredState, namespaces: Namespaces, ledger: Ledger,
     # Written ahead, so that a crash mid-apply still leaves a trail to every namespace used.
     ledger.record(ledger.namespaces() | _targets(first))
     outcomes = tuple(apply(runnable, namespaces, report, stop))
-    after = observe_for(desired, namespaces, ledger, cache)
+    after = observe_for(desired, namespaces, ledger, cache, devices)
     remaining = plan(desired, after, memo)
     _remember(ledger, after, remaining)
     return PassResult(first, outcomes, remaining, after)

@@ -1,5 +1,5 @@
 """What wakes the daemon: the spec's files, /run/netns, and netlink link, address and route
-events.
+events (macvtaps' device nodes: tapwatch.py).
 
 Events carry no orders to the loop: a watcher only calls `wake(trigger)`, and the loop then
 compares whole states, so an event lost or merged costs latency, never correctness. The link
