@@ -316,8 +316,7 @@ class Daemon:
         self._files = files
         self._taps = taps
         files.start()
-        links.start()
-        taps.start()
+        links.start()  # the /dev watcher starts when first armed
         self.reader.start()
         try:
             self.wakeup.wake(Trigger.STARTUP)

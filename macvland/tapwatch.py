@@ -72,7 +72,9 @@ class TapWatcher:
     def __init__(self, wake: Wake, dev: str = DEV) -> None:
         self._wake = wake
         self._dev = dev
-        self._fd = _check(_libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC), "inotify_init1")
+        self._fd: int | None = None
+        """The inotify instance, made when first armed: a daemon without macvtaps needs none
+        (instances are few: fs.inotify.max_user_instances)."""
         self._watch: int | None = None
         self._warned = False
         self._numbers: frozenset[int] = frozenset()
@@ -82,21 +84,17 @@ class TapWatcher:
         self._stopping = False
         self._thread = threading.Thread(target=self._ring, name="macvland-taps", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
     def stop(self) -> None:
         self._stopping = True
         self._read.set()
         os.write(self._interrupt_w, b"x")
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         with self._lock:
             for fd in (self._fd, self._interrupt_r, self._interrupt_w):
-                os.close(fd)
-
-    @property
-    def armed(self) -> bool:
-        return self._watch is not None
+                if fd is not None:
+                    os.close(fd)
+            self._fd = None
 
     def arm(self, on: bool) -> None:
         """Watch /dev, or stop watching it. Called before a pass reads /dev, so a change just
@@ -104,6 +102,10 @@ class TapWatcher:
         with self._lock:
             if on and self._watch is None:
                 try:
+                    if self._fd is None:
+                        self._fd = _check(_libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC),
+                                          "inotify_init1")
+                        self._thread.start()
                     self._watch = _check(_libc.inotify_add_watch(
                         self._fd, os.fsencode(self._dev), MASK), f"inotify on {self._dev}")
                 except OSError as error:
@@ -111,7 +113,7 @@ class TapWatcher:
                         log.warning(f"{error}; a change to a macvtap's /dev/tapN is put back "
                                     "at the next resync only")
                         self._warned = True
-            elif not on and self._watch is not None:
+            elif not on and self._watch is not None and self._fd is not None:
                 _libc.inotify_rm_watch(self._fd, self._watch)
                 self._watch = None
 
@@ -124,7 +126,7 @@ class TapWatcher:
         lost."""
         relevant = False
         with self._lock:
-            while True:
+            while self._fd is not None:
                 try:
                     data = os.read(self._fd, 1 << 16)
                 except BlockingIOError:
@@ -135,12 +137,14 @@ class TapWatcher:
         return relevant
 
     def _ring(self) -> None:
+        fd = self._fd  # set before the thread starts, closed only after it ends
+        assert fd is not None
         while not self._stopping:
-            ready, _, _ = select.select([self._interrupt_r, self._fd], [], [])
+            ready, _, _ = select.select([self._interrupt_r, fd], [], [])
             if self._interrupt_r in ready:
                 while _drain(self._interrupt_r):
                     pass
-            if self._fd in ready and not self._stopping:
+            if fd in ready and not self._stopping:
                 self._read.clear()
                 self._wake(Trigger.DRIFT)
                 self._read.wait()  # until the loop has read them: select would only repeat

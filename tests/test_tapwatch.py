@@ -3,6 +3,7 @@ daemon, and what does not."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -38,8 +39,7 @@ def watcher(dev: Path) -> Iterator[tuple[TapWatcher, Rings]]:
     rings = Rings()
     taps = TapWatcher(rings, str(dev))
     taps.want(frozenset({5}))
-    taps.arm(True)
-    taps.start()
+    taps.arm(True)  # starts its thread
     yield taps, rings
     taps.stop()
 
@@ -102,3 +102,21 @@ def test_an_unarmed_watcher_sees_nothing(dev: Path, watcher: tuple[TapWatcher, R
     taps.arm(True)
     os.chmod(dev / "tap5", 0o644)
     assert taps.refresh()
+
+
+def test_a_dev_that_cannot_be_watched_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    taps = TapWatcher(Rings(), str(tmp_path / "no-such-dev"))
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    audit_log = logging.getLogger("macvland")
+    audit_log.addHandler(handler)
+    try:
+        taps.arm(True)
+        taps.arm(True)  # said once, not every pass
+        assert not taps.refresh()
+    finally:
+        audit_log.removeHandler(handler)
+        taps.stop()
+    assert [w.split("; ")[1] for w in warnings] == [
+        "a change to a macvtap's /dev/tapN is put back at the next resync only"]
