@@ -265,7 +265,7 @@ class Daemon:
     last: PassResult | None = None
     cache: LinkCache | None = None
     """Link tables kept current by netlink events (the link watcher), instead of dumps."""
-    _plans: PlanMemo = field(default_factory=dict)
+    _plans: PlanMemo = field(default_factory=PlanMemo)
     reader: SpecReader = field(init=False)
     """Reads and parses the spec on its own thread, once its writer is done."""
     _changed: frozenset[str] | None = frozenset()

@@ -115,26 +115,61 @@ def summary(verdicts: tuple[Verdict, ...]) -> str:
     return f"{text}: {first.spec.name}{joiner}{first.detail}"
 
 
-PlanMemo = dict[int, tuple[MacvlanSpec, Link, int, Verdict, tuple[Operation, ...]]]
-"""What a plan decided for each spec entry whose name was taken in its namespace, by id of the
-spec: (spec, link, parent ifindex, verdict, operations).
+Decision = tuple[MacvlanSpec, Link, int, Verdict, tuple[Operation, ...]]
+"""What a plan decided for one spec entry whose name was taken in its namespace: (spec, link,
+parent ifindex, verdict, operations)."""
 
-That decision depends on those three inputs alone, and the daemon reuses the same spec and Link
-objects while nothing changes, so an unchanged interface costs a lookup instead of a comparison
-of every setting. A plan's result never depends on what the memo holds.
-"""
+
+@dataclass
+class PlanMemo:
+    """What a plan decided, kept by a caller (the daemon) for the next plan.
+
+    Each decision depends on its spec entry, its link and its parent's ifindex alone, and the
+    daemon reuses the same spec and Link objects while nothing changes, so an unchanged
+    interface costs a lookup instead of a comparison of every setting. And a whole plan
+    depends on the desired and observed states alone: given the same spec object and a
+    kernel whose every Link is the one it was (and equal addresses, routes and devices), it
+    is the last plan again, for the cost of those comparisons (at 10,000 interfaces, about
+    1 ms against 45). A plan's result never depends on what the memo holds.
+    """
+
+    decided: dict[int, Decision] = dataclasses.field(default_factory=dict)
+    """By id of the spec entry."""
+    last: tuple[DesiredState, ObservedState, Plan] | None = None
 
 
 def plan(desired: DesiredState, observed: ObservedState, memo: PlanMemo | None = None) -> Plan:
     """The plan; `memo` (if given) is read, then left holding this plan's decisions."""
-    planner = _Planner(desired, observed, memo or {})
+    if memo is not None and memo.last is not None:
+        last_desired, last_observed, last_plan = memo.last
+        if last_desired is desired and _same_kernel(last_observed, observed):
+            return last_plan
+    planner = _Planner(desired, observed, memo.decided if memo is not None else {})
     verdicts = tuple(planner.visit(spec) for spec in sorted(desired.interfaces, key=_sort_key))
     planner.delete_orphans()
     ops = sorted(planner.ops, key=lambda op: op.phase)  # stable: keeps per-link order
+    result = Plan(tuple(ops), verdicts)
     if memo is not None:
-        memo.clear()
-        memo.update(planner.decided)
-    return Plan(tuple(ops), verdicts)
+        memo.decided = planner.decided
+        memo.last = (desired, observed, result)
+    return result
+
+
+def _same_kernel(a: ObservedState, b: ObservedState) -> bool:
+    """Whether two observations are the same input to a plan: the same Link objects (the
+    cheap test: observe reuses a Link while its link does not change), equal all else."""
+    if (a.links.keys() != b.links.keys() or a.missing != b.missing
+            or a.unreadable != b.unreadable or a.addresses != b.addresses
+            or a.routes != b.routes or a.taps != b.taps):
+        return False
+    for netns, links in a.links.items():
+        others = b.links[netns]
+        if len(links) != len(others):
+            return False
+        for name, link in links.items():
+            if others.get(name) is not link:
+                return False
+    return True
 
 
 def _sort_key(spec: MacvlanSpec) -> tuple[str, str]:
@@ -142,10 +177,11 @@ def _sort_key(spec: MacvlanSpec) -> tuple[str, str]:
 
 
 class _Planner:
-    def __init__(self, desired: DesiredState, observed: ObservedState, memo: PlanMemo) -> None:
+    def __init__(self, desired: DesiredState, observed: ObservedState,
+                 memo: dict[int, Decision]) -> None:
         self.observed = observed
         self.memo = memo
-        self.decided: PlanMemo = {}
+        self.decided: dict[int, Decision] = {}
         self.ops: list[Operation] = []
         # Every key the spec names, absent ones included: none of those may be moved away.
         self.named = {s.key for s in desired.interfaces}

@@ -6,6 +6,7 @@ No kernel and no I/O: every observed link is built by hand as the kernel would r
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import itertools
 import json
 from typing import Any
@@ -16,6 +17,7 @@ from macvland.model import (
     DEFAULT_BC_CUTOFF,
     DEFAULT_BC_QUEUE_LEN,
     OWNER_ALIAS,
+    Addresses,
     DesiredState,
     Flag,
     Kind,
@@ -40,7 +42,7 @@ from macvland.ops import (
     Operation,
     RemoveSourceMac,
 )
-from macvland.plan import Condition, Plan, Verdict, plan, summary
+from macvland.plan import Condition, Plan, PlanMemo, Verdict, plan, summary
 
 # --- builders -------------------------------------------------------------------------------
 
@@ -719,22 +721,38 @@ MEMO_AFTER = {
     "a link became a veth": observed(dataclasses.replace(LINK_A, kind="veth"), LINK_B),
     "the parent was renumbered": with_home(ETH2_RENUMBERED),
     "the parent vanished": with_home(dataclasses.replace(ETH2, name="eth9")),
+    "an equal link, not the same object": observed(dataclasses.replace(LINK_A), LINK_B),
+    "a namespace went missing": observed(LINK_A, LINK_B, missing=("blue",)),
+    "a namespace became unreadable": observed(LINK_A, LINK_B, unreadable={"blue": "EPERM"}),
+    "an address appeared": dataclasses.replace(observed(LINK_A, LINK_B), addresses={
+        None: {10: Addresses(frozenset({ipaddress.ip_interface("192.0.2.1/24")}))}}),
+    "the devices were looked at": dataclasses.replace(observed(LINK_A, LINK_B), taps={}),
 }
 
 
 @pytest.mark.parametrize("after", MEMO_AFTER.values(), ids=MEMO_AFTER.keys())
 def test_a_memo_never_changes_the_plan(after: ObservedState) -> None:
     want = desired(SPEC_A, SPEC_B)
-    memo: dict[int, Any] = {}
+    memo = PlanMemo()
     plan(want, observed(LINK_A, LINK_B), memo)
 
     assert plan(want, after, memo) == plan(want, after)
     assert plan(want, after, memo) == plan(want, after)  # and with this plan's own memo
 
 
+def test_the_same_states_again_are_the_same_plan() -> None:
+    want, state = desired(SPEC_A, SPEC_B), observed(LINK_A, LINK_B)
+    memo = PlanMemo()
+    first = plan(want, state, memo)
+    again = plan(want, dataclasses.replace(state), memo)  # a new observation, same Links
+
+    assert again is first
+    assert plan(desired(SPEC_A, SPEC_B), state, memo) is not first  # another spec object
+
+
 def test_a_renumbered_parent_is_what_a_recreate_uses() -> None:
     want = desired(SPEC_A, SPEC_B)
-    memo: dict[int, Any] = {}
+    memo = PlanMemo()
     plan(want, observed(LINK_A, LINK_B), memo)
 
     creates = [op for op in plan(want, with_home(ETH2_RENUMBERED), memo).operations
@@ -745,7 +763,7 @@ def test_a_renumbered_parent_is_what_a_recreate_uses() -> None:
 
 def test_a_memo_reuses_the_decision_for_the_same_spec_and_link() -> None:
     want, state = desired(SPEC_A), observed(LINK_A)
-    memo: dict[int, Any] = {}
+    memo = PlanMemo()
     first = plan(want, state, memo)
 
     again = plan(want, state, memo)
