@@ -21,6 +21,7 @@ from macvland.ledger import Ledger
 from macvland.model import DesiredState, MacvlanSpec
 from macvland.netns import Namespaces
 from macvland.reconcile import PassResult, reconcile
+from tests.helpers import Daemon
 
 NETNS_DIR = "/run/netns"
 
@@ -96,6 +97,23 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture
+def daemon(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
+    """`macvland run` in the lab, not started yet; killed and reaped whatever happens."""
+    d = Daemon(lab, tmp_path / "daemon.log")
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "etc"
+    path.mkdir()
+    return path
 
 
 def macvlan_info(link: dict[str, Any]) -> dict[str, Any]:

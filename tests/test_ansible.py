@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Lab
-from tests.test_daemon import DEADLINE, mode_of
+from tests.helpers import wait_for
+from tests.test_daemon import mode_of
 
 REPO = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
@@ -98,14 +98,25 @@ class Host:
                     return pid
         return None
 
+    def explain(self) -> str:
+        return f"daemon log:\n{self.log.read_text()}\nspecs: " \
+               f"{sorted(str(p) for p in self.root.rglob('*.yaml'))}"
+
     def stop(self) -> None:
         pid = self.daemon_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # setsid made it a group leader
-            deadline = time.monotonic() + DEADLINE
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: _dead(pid), f"process {pid} to die")
+
+
+def _dead(pid: int) -> bool:
+    """Not our child (the role started it): dead once gone, or a zombie left to its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @pytest.fixture
@@ -122,12 +133,7 @@ def spec(mode: str) -> dict[str, Any]:
 
 
 def wait_for_mode(lab: Lab, host: Host, mode: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while mode_of(lab, "mv-a") != mode:
-        if time.monotonic() > deadline:
-            pytest.fail(f"mv-a never reached mode {mode}; daemon log:\n{host.log.read_text()}"
-                        f"{sorted(str(p) for p in host.root.rglob('*.yaml'))}")
-        time.sleep(0.05)
+    wait_for(lambda: mode_of(lab, "mv-a") == mode, f"mv-a in mode {mode}", explain=host.explain)
 
 
 def test_role_installs_delivers_validates_and_reloads(lab: Lab, host: Host) -> None:
@@ -176,10 +182,7 @@ def test_role_delivers_fragments_validated_together_and_removes_unlisted(
     wait_for_mode(lab, host, "bridge")
     assert sorted(p.name for p in spec_dir.iterdir()) == ["ansible-a.yaml", "ansible-b.yaml"]
     assert (spec_dir / "ansible-b.yaml").read_text() == text
-    deadline = time.monotonic() + DEADLINE
-    while "mv-b" not in lab.links():
-        assert time.monotonic() < deadline, host.log.read_text()
-        time.sleep(0.05)
+    wait_for(lambda: "mv-b" in lab.links(), "mv-b", explain=host.explain)
     pid = host.daemon_pid()
     assert pid is not None, output
     # A fragment the role does not manage is part of the spec, and is left alone.
@@ -211,10 +214,8 @@ def test_role_delivers_fragments_validated_together_and_removes_unlisted(
 
     code, changed, output = host.play(macvland_fragments={"b": text})
     assert code == 0 and changed > 0, output
-    deadline = time.monotonic() + DEADLINE
-    while "mv-a" in lab.links():  # the removed fragment's interface is deleted
-        assert time.monotonic() < deadline, host.log.read_text()
-        time.sleep(0.05)
+    # The removed fragment's interface is deleted.
+    wait_for(lambda: "mv-a" not in lab.links(), "mv-a deleted", explain=host.explain)
     assert "mv-b" in lab.links() and host.daemon_pid() == pid
 
 

@@ -26,13 +26,14 @@ import sys
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from macvland.audit import MESSAGE_IDS
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.booted
 
@@ -44,6 +45,8 @@ PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "python3-venv", "pyth
             "libsystemd-dev", "pkg-config", "gcc", "make", "bpftool"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WATCHDOG_SEC = 3
+SLOW = 60.0
+"""How long a wait inside the container may take: each look is an nsenter and a systemctl."""
 SPEC = """\
 version: 1
 interfaces:
@@ -69,16 +72,6 @@ ExecStart=/usr/sbin/ip link set eth1 up
 [Install]
 WantedBy=multi-user.target
 """
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _makefile_debs() -> list[str]:
@@ -196,8 +189,10 @@ exec systemd-nspawn --quiet --boot --directory={self.merged} --machine={self.nam
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
-        self.pid = wait_for(self._init_pid, "the container's systemd")
-        state = wait_for(self._system_state, "the container's boot", timeout=120)
+        self.pid = wait_for(self._init_pid, "the container's systemd", timeout=SLOW,
+                            explain=self.console)
+        state = wait_for(self._system_state, "the container's boot", timeout=2 * SLOW,
+                         explain=self.console)
         failed = self.run("systemctl", "--failed", "--plain", "--no-legend").stdout
         assert state == "running", f"{state}: {failed}\n{self.console()}"
 
@@ -329,8 +324,9 @@ def test_start_returns_after_the_first_pass(box: Container) -> None:
 
 def test_a_namespace_added_later_reaches_the_daemon(box: Container) -> None:
     box.run("ip", "netns", "add", "db")
-    wait_for(lambda: "mv-db" in links(box, "db"), "mv-db in netns db")
-    wait_for(lambda: box.show("macvland", "StatusText") == "2 in sync", "STATUS=2 in sync")
+    wait_for(lambda: "mv-db" in links(box, "db"), "mv-db in netns db", timeout=SLOW)
+    wait_for(lambda: box.show("macvland", "StatusText") == "2 in sync", "STATUS=2 in sync",
+             timeout=SLOW)
 
 
 def test_reload_returns_when_the_new_spec_is_in_force(box: Container) -> None:
@@ -364,7 +360,7 @@ def test_drift_is_repaired_and_explained(box: Container) -> None:
     # mv-web's changes so far were the operator's (spec and reload): none of it is drift.
     assert journal(box, *web) == []
     box.run("ip", "link", "set", "mv-web", "type", "macvlan", "mode", "bridge")
-    record = wait_for(lambda: journal(box, *web), "a drift record")[-1]
+    record = wait_for(lambda: journal(box, *web), "a drift record", timeout=SLOW)[-1]
     assert mode(box) == "vepa"
     accepted = journal(box, f"MESSAGE_ID={MESSAGE_IDS['spec-accepted']}")[-1]
     assert {k: record[k] for k in record if k.startswith("MACVLAND_")} == {
@@ -512,7 +508,8 @@ def test_the_watchdog_restarts_a_hung_daemon(box: Container) -> None:
     box.run("systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "macvland")
     wait_for(lambda: box.show("macvland", "NRestarts") == "1"
              and box.show("macvland", "ActiveState") == "active"
-             and box.show("macvland", "MainPID") not in ("0", main_pid), "a restart")
+             and box.show("macvland", "MainPID") not in ("0", main_pid), "a restart",
+             timeout=SLOW)
     said = box.run("journalctl", "-u", "macvland", "--no-pager", "-o", "cat").stdout
     assert "Watchdog timeout" in said
     assert mode(box) == "vepa"

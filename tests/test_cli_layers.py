@@ -7,8 +7,8 @@ from pathlib import Path
 
 from macvland.rtnl import RTPROT_MACVLAND
 from tests.conftest import Lab
+from tests.helpers import Daemon
 from tests.test_cli import run
-from tests.test_daemon import Daemon
 
 SPEC = """\
 version: 1
@@ -75,28 +75,23 @@ def test_plan_apply_status_show_and_repair_addresses_and_routes(lab: Lab, tmp_pa
 
 
 def test_the_daemon_puts_back_addresses_and_routes_removed_out_of_band(
-        lab: Lab, tmp_path: Path) -> None:
+        lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
     web = lab.add_netns("web")
     config = tmp_path / "macvland.yaml"
     config.write_text(SPEC.format(netns=web))
-    daemon = Daemon(lab, tmp_path / "daemon.log")
-    try:
-        daemon.start(config)
-        daemon.wait_for(lambda: our_routes(lab, web) == {"198.51.100.0/24", "default"},
-                        "the routes")
-        applied = len(daemon.applied())
+    daemon.start(config)
+    daemon.wait_for(lambda: our_routes(lab, web) == {"198.51.100.0/24", "default"}, "the routes")
+    applied = len(daemon.applied())
 
-        lab.ip("address", "del", "192.0.2.10/24", "dev", "mv0", netns=web)  # takes the routes
+    lab.ip("address", "del", "192.0.2.10/24", "dev", "mv0", netns=web)  # takes the routes
 
-        daemon.wait_for(lambda: "192.0.2.10/24" in addresses(lab, web)
-                        and our_routes(lab, web) == {"198.51.100.0/24", "default"},
-                        "the address and the routes back")
-        daemon.wait_for(lambda: len(daemon.applied()) >= applied + 3, "three log lines")
-        lines = daemon.applied()[applied:]
-        assert any("address + 192.0.2.10/24" in line for line in lines), lines
-        assert any("route + default via 192.0.2.1 metric 50" in line for line in lines), lines
+    daemon.wait_for(lambda: "192.0.2.10/24" in addresses(lab, web)
+                    and our_routes(lab, web) == {"198.51.100.0/24", "default"},
+                    "the address and the routes back")
+    daemon.wait_for(lambda: len(daemon.applied()) >= applied + 3, "three log lines")
+    lines = daemon.applied()[applied:]
+    assert any("address + 192.0.2.10/24" in line for line in lines), lines
+    assert any("route + default via 192.0.2.1 metric 50" in line for line in lines), lines
 
-        lab.ip("route", "del", "198.51.100.0/24", "dev", "mv0", netns=web)
-        daemon.wait_for(lambda: "198.51.100.0/24" in our_routes(lab, web), "the route back")
-    finally:
-        daemon.kill()
+    lab.ip("route", "del", "198.51.100.0/24", "dev", "mv0", netns=web)
+    daemon.wait_for(lambda: "198.51.100.0/24" in our_routes(lab, web), "the route back")

@@ -8,14 +8,12 @@ only fixed windows are the ones that assert the absence of activity.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,12 @@ import pytest
 
 from macvland.model import OWNER_ALIAS
 from tests.conftest import Lab, macvlan_info
+from tests.helpers import QUIET_WINDOW, Daemon
 
-DEADLINE = 15.0
-QUIET_WINDOW = 1.5
-"""How long the log must stay unchanged to count as "the daemon did nothing"."""
 EVENT_TRIGGERS = ("MACVLAND_TRIGGER=drift", "MACVLAND_TRIGGER=namespace appeared")
 """How a correction caused by a kernel event is labelled. A pass is named after its most
 telling trigger, and any namespace coming or going on this machine (other tests' too) wakes
 the daemon, so a drift's correction may carry the namespace label."""
-
-
-def macvland_binary() -> str:
-    found = shutil.which("macvland", path=os.path.dirname(sys.executable))
-    assert found, "the console script is installed with the package"
-    return found
 
 
 def spec_text(*interfaces: dict[str, Any]) -> str:
@@ -53,118 +43,6 @@ def spec_text(*interfaces: dict[str, Any]) -> str:
                 value = "[" + ", ".join(str(v) for v in value) + "]"
             lines.append(f"{'  - ' if i == 0 else '    '}{key}: {value}")
     return "\n".join(lines) + "\n"
-
-
-class Daemon:
-    """`macvland run` as a process inside the lab's home namespace, logging to a file."""
-
-    def __init__(self, lab: Lab, log_path: Path) -> None:
-        self.lab = lab
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, config: Path, *, resync: float = 300, extra: Sequence[str] = ()) -> None:
-        assert self.process is None, "one daemon per test"
-        env = {**os.environ, "MACVLAND_STATE_DIR": self.lab.state_dir}
-        env.pop("MACVLAND_CONFIG", None)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.lab.home, macvland_binary(), "run",
-                 "-c", str(config), "--debounce", "50", "--resync", str(resync), *extra],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def stop(self, timeout: float = DEADLINE) -> int:
-        """SIGTERM, then the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """The finalizer: nothing of the daemon's may outlive its test."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=DEADLINE)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def applied(self) -> list[str]:
-        """The applied-change lines (`info: NAME: ...` carrying MACVLAND_ACTION)."""
-        return [line for line in self.log().splitlines()
-                if line.startswith("info: ") and "MACVLAND_ACTION=" in line
-                and "MACVLAND_INTERFACE=" in line]
-
-    def wait_for(self, predicate: Callable[[], object], what: str,
-                 timeout: float = DEADLINE) -> Any:
-        """Poll `predicate` until it returns something truthy; fail with the log otherwise.
-
-        A predicate that raises (a link or a namespace not there yet) counts as not yet.
-        """
-        deadline = time.monotonic() + timeout
-        last: BaseException | None = None
-        while True:
-            try:
-                result = predicate()
-                if result:
-                    return result
-            except (KeyError, subprocess.CalledProcessError) as error:
-                last = error
-            if not self.running():
-                pytest.fail(f"the daemon exited ({self.process and self.process.returncode}) "
-                            f"while waiting for {what}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what} (last error: {last!r}); "
-                            f"daemon log:\n{self.log()}")
-            time.sleep(0.05)
-
-    def wait_for_applied(self, count: int) -> int:
-        """Wait for `count` applied-change lines (a change lands in the kernel before its line
-        in the log), and return how many there are."""
-        self.wait_for(lambda: len(self.applied()) >= count, f"{count} applied change(s)")
-        return len(self.applied())
-
-    def wait_for_log(self, text: str, count: int = 1) -> None:
-        self.wait_for(lambda: self.log().count(text) >= count,
-                      f"{count} log line(s) containing {text!r}")
-
-    def assert_quiet(self) -> None:
-        """The log does not grow over a bounded window (an absence can only be observed)."""
-        before = self.log()
-        time.sleep(QUIET_WINDOW)
-        after = self.log()
-        assert after == before, f"the daemon kept logging:\n{after[len(before):]}"
-
-
-@pytest.fixture
-def daemon(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(lab, tmp_path / "daemon.log")
-    try:
-        yield d
-    finally:
-        d.kill()
-
-
-@pytest.fixture
-def spec_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "etc"
-    path.mkdir()
-    return path
 
 
 # --- independent reads ---------------------------------------------------------------------

@@ -1,9 +1,8 @@
-# ruff: noqa: F811  (test_daemon's fixtures are imported, and named as arguments)
 """End-to-end tests of the daemon's intake: half-written, hostile and unsafe specs never act,
 and every record says truthfully why it was made.
 
-Each test runs `macvland run` as a process in throwaway namespaces (tests/test_daemon.py's
-helpers), writes its spec from here in the way a slow or hostile writer would, and checks the
+Each test runs `macvland run` as a process in throwaway namespaces (tests/helpers.py's
+Daemon), writes its spec from here in the way a slow or hostile writer would, and checks the
 kernel with iproute2. Writers pause with sleeps, since a pause is what they are made of; every
 wait for the daemon polls for a condition with a deadline.
 """
@@ -22,17 +21,8 @@ from typing import IO
 import pytest
 
 from tests.conftest import Lab
-from tests.test_daemon import (  # noqa: F401
-    Daemon,
-    Expect,
-    all_there,
-    daemon,
-    ifindex_of,
-    link,
-    mode_of,
-    spec_dir,
-    spec_text,
-)
+from tests.helpers import Daemon
+from tests.test_daemon import Expect, all_there, ifindex_of, link, mode_of, spec_text
 from tests.test_intake import HOSTILE
 
 COUNT = 10

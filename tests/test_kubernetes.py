@@ -12,7 +12,6 @@ privileges) and its environment, in a throwaway namespace playing the node's net
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -20,10 +19,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,8 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.test_daemon import DEADLINE, Expect, all_there, spec_text
+from tests.helpers import Process
+from tests.test_daemon import Expect, all_there, spec_text
 
 REPO = Path(__file__).parent.parent
 KUBE = REPO / "deploy" / "kubernetes"
@@ -208,10 +206,11 @@ rmdir {layer}/merged/wheels
     return layer
 
 
-class Pod:
+class Pod(Process):
     """The image's root run the way the DaemonSet runs it, in the lab's home namespace."""
 
     def __init__(self, lab: Lab, layer: Path, base: Path, tmp_path: Path) -> None:
+        super().__init__("the container", tmp_path / "pod.log")
         self.lab, self.layer, self.base = lab, layer, base
         self.node = tmp_path / "node"  # the node's side of the hostPath and ConfigMap volumes
         c = container()
@@ -234,8 +233,6 @@ class Pod:
         self.probe = c["readinessProbe"]["exec"]["command"]
         self.merged = tmp_path / "merged"
         self.merged.mkdir()
-        self.log_path = tmp_path / "pod.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def path(self, mount_path: str) -> Path:
         return self.sources[mount_path]
@@ -257,50 +254,16 @@ class Pod:
         env = [f"{k}={v}" for k, v in self.env.items()]
         lines.append(shlex.join(["exec", "chroot", str(m), "/usr/bin/env", "-i", *env,
                                  *self.setpriv, *self.command]))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.lab.home, "unshare", "--mount", "--propagation",
-                 "slave", "bash", "-c", "\n".join(lines)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        self.spawn(["ip", "netns", "exec", self.lab.home, "unshare", "--mount", "--propagation",
+                    "slave", "bash", "-c", "\n".join(lines)])
 
     def exec(self, command: list[str]) -> subprocess.CompletedProcess[str]:
         """What kubelet's exec probe does: the command inside the container's namespaces and
         root, with its environment and capabilities."""
-        assert self.process is not None
         env = [f"{k}={v}" for k, v in self.env.items()]
-        return subprocess.run(["nsenter", "-t", str(self.process.pid), "-m", "-n", "-r", "-w",
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-n", "-r", "-w",
                                "/usr/bin/env", "-i", *env, *self.setpriv, *command],
                               capture_output=True, text=True, timeout=60, check=False)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, predicate: Any, what: str) -> Any:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            result = predicate()
-            if result:
-                return result
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"the container exited ({self.process.returncode}) while waiting "
-                            f"for {what}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.log()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=DEADLINE)
-
-    def kill(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=DEADLINE)
 
 
 @pytest.fixture

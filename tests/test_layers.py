@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from macvland.model import IPInterface, MacvlanSpec, Route, State, default_metric
@@ -14,6 +12,7 @@ from macvland.ops import AddAddress, AddRoute, RemoveAddress, RemoveRoute
 from macvland.plan import Condition
 from macvland.rtnl import RTPROT_MACVLAND
 from tests.conftest import Lab
+from tests.helpers import wait_for
 
 
 def addrs(*text: str) -> frozenset[IPInterface]:
@@ -59,13 +58,6 @@ def ours(lab: Lab, name: str, netns: str | None = None) -> set[tuple[str, str | 
             if r.get("protocol") in (str(RTPROT_MACVLAND), "macvland")}
 
 
-def eventually(check: Callable[[], bool], deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def link_local(lab: Lab, name: str) -> list[str]:
     return [a for a in kernel_addresses(lab, name) if a.startswith("fe80:")]
 
@@ -79,7 +71,7 @@ def test_addresses_are_set_when_the_interface_is_created(lab: Lab) -> None:
 def test_the_kernels_own_addresses_are_never_removed(lab: Lab) -> None:
     lab.ip("link", "set", "eth1-peer", "up")  # carrier: the kernel makes a link-local address
     converge(lab, spec(addresses=addrs("192.0.2.10/24")))
-    eventually(lambda: bool(link_local(lab, "mv0")))
+    wait_for(lambda: link_local(lab, "mv0"), "mv0's link-local address")
 
     converge(lab, spec(addresses=addrs("192.0.2.10/24")))
 

@@ -3,12 +3,10 @@ the alerting rules, and a real node_exporter serving it over HTTP on 127.0.0.1."
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import urllib.request
@@ -27,15 +25,14 @@ from macvland.model import DesiredState, Key, MacvlanSpec, ObservedState
 from macvland.ops import Create
 from macvland.plan import Condition, Plan, Verdict
 from macvland.reconcile import PassResult
-from tests import test_daemon
 from tests.conftest import Lab
-from tests.test_daemon import Daemon, Expect, all_there, macvland_binary, spec_text
+from tests.helpers import MACVLAND, Daemon, Process
+from tests.test_daemon import Expect, all_there, spec_text
 
 REPO = Path(__file__).parent.parent
 SPEC = spec_text({"name": "mv-a", "parent": "eth1", "mode": "bridge"},
                  {"name": "mv-b", "parent": "eth2", "mode": "vepa"})
 NODE_EXPORTER = "prometheus-node-exporter"  # Debian's name for node_exporter
-daemon, spec_dir = test_daemon.daemon, test_daemon.spec_dir  # the fixtures, shared
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -70,18 +67,14 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     directory = tmp_path / "textfile"
     directory.mkdir()
     address = f"127.0.0.1:{free_port()}"
-    log = open(tmp_path / "node_exporter.log", "wb")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile",
-         f"--collector.textfile.directory={directory}", f"--web.listen-address={address}"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    exporter = Process("node_exporter", tmp_path / "node_exporter.log")
     try:
+        exporter.spawn([NODE_EXPORTER, "--collector.disable-defaults", "--collector.textfile",
+                        f"--collector.textfile.directory={directory}",
+                        f"--web.listen-address={address}"])
         yield directory, f"http://{address}/metrics"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-        log.close()
+        exporter.kill()
 
 
 def scrape(url: str) -> str:
@@ -177,7 +170,7 @@ def test_an_unwritable_directory_is_a_warning_not_a_crash(
     pytest.param("/nonexistent-dir/macvland.prom", "no such directory", id="no-directory"),
 ])
 def test_a_bad_metrics_path_is_refused_at_start(path: str, error: str) -> None:
-    run = subprocess.run([macvland_binary(), "run", "--metrics-file", path],
+    run = subprocess.run([MACVLAND, "run", "--metrics-file", path],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 2
     assert error in run.stderr

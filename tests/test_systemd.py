@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,10 @@ from macvland.audit import MESSAGE_IDS
 from macvland.rtnl import RTPROT_MACVLAND
 from macvland.systemd import Notifier
 from tests.conftest import Lab
+from tests.helpers import MACVLAND, Daemon, Process, wait_for
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "macvland.service"
-MACVLAND = str(Path(sys.executable).parent / "macvland")
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def unit_for_test(tmp_path: Path) -> Path:
@@ -133,36 +123,6 @@ def test_make_install_keeps_an_existing_spec(tmp_path: Path) -> None:
     assert spec.read_text().endswith("# mine\n")
 
 
-class Daemon:
-    """`macvland run` as a real process inside the lab's home namespace."""
-
-    def __init__(self, lab: Lab, spec: Path, env: dict[str, str],
-                 wrap: list[str] | None = None, log: str = "stderr",
-                 args: tuple[str, ...] = ()) -> None:
-        self.log_path = spec.parent / "daemon.log"
-        command = [*(wrap or []), "ip", "netns", "exec", lab.home, MACVLAND, "run", "-c",
-                   str(spec), "--log", log, *args]
-        with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, "MACVLAND_STATE_DIR": lab.state_dir, **env})
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 class NotifySocket:
     """A datagram socket standing in for systemd's NOTIFY_SOCKET, recording every message."""
 
@@ -215,34 +175,32 @@ interfaces:
     return path
 
 
-def test_sd_notify_protocol(lab: Lab, tmp_path: Path, notify: NotifySocket) -> None:
+def test_sd_notify_protocol(lab: Lab, daemon: Daemon, tmp_path: Path,
+                            notify: NotifySocket) -> None:
     spec = write_spec(tmp_path / "macvland.yaml", lab)
-    daemon = Daemon(lab, spec, {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"})
-    try:
-        ready = wait_for(lambda: notify.having("READY"), "READY=1")
-        # READY only after the first pass: the interface exists by then.
-        assert "mv-web" in lab.links()
-        assert ready[0]["STATUS"] == f"1 in sync, 1 pending: mv-db waits for netns " \
-                                     f"{lab.name('db')}"
-        wait_for(lambda: len(notify.having("WATCHDOG")) >= 3, "watchdog pings")
+    daemon.start(spec, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"})
+    ready = daemon.wait_for(lambda: notify.having("READY"), "READY=1")
+    # READY only after the first pass: the interface exists by then.
+    assert "mv-web" in lab.links()
+    assert ready[0]["STATUS"] == f"1 in sync, 1 pending: mv-db waits for netns " \
+                                 f"{lab.name('db')}"
+    daemon.wait_for(lambda: len(notify.having("WATCHDOG")) >= 3, "watchdog pings")
 
-        daemon.signal(signal.SIGHUP)
-        reloading = wait_for(lambda: notify.having("RELOADING"), "RELOADING=1")[0]
-        assert int(reloading["MONOTONIC_USEC"]) > 0
-        wait_for(lambda: len(notify.having("READY")) == 2, "READY=1 after the reload")
-        # A reload that finds a bad spec keeps the old one, and is over all the same.
-        spec.write_text("version: 1\ninterfaces: [\n")
-        daemon.signal(signal.SIGHUP)
-        wait_for(lambda: len(notify.having("READY")) == 3, "READY=1 after a rejected reload")
-        order = [k for _, m in notify.messages for k in m if k in ("READY", "RELOADING")]
-        assert order == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
-        assert "mv-web" in lab.links()
+    daemon.signal(signal.SIGHUP)
+    reloading = daemon.wait_for(lambda: notify.having("RELOADING"), "RELOADING=1")[0]
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    daemon.wait_for(lambda: len(notify.having("READY")) == 2, "READY=1 after the reload")
+    # A reload that finds a bad spec keeps the old one, and is over all the same.
+    spec.write_text("version: 1\ninterfaces: [\n")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda: len(notify.having("READY")) == 3, "READY=1 after a rejected reload")
+    order = [k for _, m in notify.messages for k in m if k in ("READY", "RELOADING")]
+    assert order == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+    assert "mv-web" in lab.links()
 
-        assert daemon.stop() == 0
-        wait_for(lambda: notify.having("STOPPING"), "STOPPING=1")
-        assert "mv-web" in lab.links()  # stopping leaves the interfaces in place
-    finally:
-        daemon.stop()
+    assert daemon.stop() == 0
+    wait_for(lambda: notify.having("STOPPING"), "STOPPING=1")
+    assert "mv-web" in lab.links()  # stopping leaves the interfaces in place
 
 
 @pytest.mark.parametrize(("environ", "interval"), [
@@ -263,40 +221,39 @@ def reload(pid: int, state_dir: str, *args: str) -> subprocess.CompletedProcess[
                           env={**os.environ, "MACVLAND_STATE_DIR": state_dir})
 
 
-def test_reload_returns_once_the_spec_it_read_is_in_force(lab: Lab, tmp_path: Path) -> None:
+def test_reload_returns_once_the_spec_it_read_is_in_force(
+        lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "macvland.yaml", lab)
     # A long debounce: the pass comes seconds after the signal, so a reload that did not wait
     # for it would return while the kernel still has the old mode.
-    daemon = Daemon(lab, spec, {}, args=("--debounce", "1500"))
-    try:
-        wait_for(lambda: "mv-web" in lab.links(), "mv-web")
-        pid = daemon.process.pid
-        for mode in ("private", "bridge"):
-            write_spec(spec, lab, mode=mode)
-            done = reload(pid, lab.state_dir)
-            assert done.returncode == 0, done.stderr
-            assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == mode
-            assert done.stdout.startswith("reloaded: spec "), done.stdout
-            assert "1 in sync, 1 pending: mv-db waits for netns" in done.stdout
+    daemon.start(spec, extra=["--debounce", "1500"])
+    daemon.wait_for(lambda: "mv-web" in lab.links(), "mv-web")
+    pid = daemon.pid
+    for mode in ("private", "bridge"):
+        write_spec(spec, lab, mode=mode)
+        done = reload(pid, lab.state_dir)
+        assert done.returncode == 0, done.stderr
+        assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == mode
+        assert done.stdout.startswith("reloaded: spec "), done.stdout
+        assert "1 in sync, 1 pending: mv-db waits for netns" in done.stdout
 
-        write_spec(spec, lab, mode="vepa")
-        # Overlapping reloads are all answered, by one pass or more.
-        together = [subprocess.Popen([MACVLAND, "reload", "--pid", str(pid)],
-                                     env={**os.environ, "MACVLAND_STATE_DIR": lab.state_dir},
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                    for _ in range(4)]
-        assert [p.wait(timeout=120) for p in together] == [0, 0, 0, 0]
-        assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
+    write_spec(spec, lab, mode="vepa")
+    # Overlapping reloads are all answered, by one pass or more.
+    together = [subprocess.Popen([MACVLAND, "reload", "--pid", str(pid)],
+                                 env={**os.environ, "MACVLAND_STATE_DIR": lab.state_dir},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)]
+    assert [p.wait(timeout=120) for p in together] == [0, 0, 0, 0]
+    assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
 
-        spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
-        refused = reload(pid, lab.state_dir)
-        assert refused.returncode == 1
-        assert "the spec was rejected (2 problem(s);" in refused.stderr
-        assert "stays in force" in refused.stderr
-        assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
-        assert "spec rejected" in daemon.log()
-    finally:
-        assert daemon.stop() == 0
+    spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
+    refused = reload(pid, lab.state_dir)
+    assert refused.returncode == 1
+    assert "the spec was rejected (2 problem(s);" in refused.stderr
+    assert "stays in force" in refused.stderr
+    assert lab.links()["mv-web"]["linkinfo"]["info_data"]["mode"] == "vepa"
+    assert "spec rejected" in daemon.log()
+    assert daemon.stop() == 0
 
 
 def _reaped_child(script: str) -> tuple[subprocess.Popen[str], int]:
@@ -341,11 +298,15 @@ def test_reload_of_no_process_fails_clearly(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (1, f"macvland: no process {2**22 + 1} to reload\n")
 
 
-class Journald:
+class Journald(Process):
     """A private systemd-journald, in its own mount namespace, with volatile storage."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__("journald", tmp_path / "journald.log")
         self.root = tmp_path / "journald"
+        self.journal_dir = self.root / "run-log" / "journal"
+
+    def start(self) -> None:
         run_systemd, run_log = self.root / "run-systemd", self.root / "run-log"
         run_systemd.mkdir(parents=True)
         run_log.mkdir()
@@ -359,29 +320,17 @@ class Journald:
                   # With the audit capabilities journald would switch kernel auditing on.
                   "exec capsh --drop=cap_audit_control,cap_audit_read -- "
                   "-c 'exec /lib/systemd/systemd-journald'")
-        self.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.journal_dir = run_log / "journal"
-        wait_for(lambda: (run_systemd / "journal" / "socket").exists(), "journald's socket")
+        self.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        self.wait_for(lambda: (run_systemd / "journal" / "socket").exists(), "journald's socket")
 
     @property
     def mount_namespace(self) -> str:
-        return f"/proc/{self.process.pid}/ns/mnt"
+        return f"/proc/{self.pid}/ns/mnt"
 
     def records(self) -> list[dict[str, Any]]:
         out = subprocess.run(["journalctl", "-D", str(self.journal_dir), "-o", "json",
                               "SYSLOG_IDENTIFIER=macvland"], capture_output=True, text=True)
         return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -389,54 +338,59 @@ def journald(tmp_path: Path) -> Iterator[Journald]:
     if shutil.which("capsh") is None or not Path("/lib/systemd/systemd-journald").exists():
         pytest.fail("capsh and systemd-journald are needed (make test installs them)")
     journal = Journald(tmp_path)
-    yield journal
-    journal.close()
+    try:
+        journal.start()
+        yield journal
+    finally:
+        journal.kill()
+        shutil.rmtree(journal.root, ignore_errors=True)
 
 
-def test_journald_audit_trail(lab: Lab, tmp_path: Path, journald: Journald) -> None:
+def test_journald_audit_trail(
+        lab: Lab, daemon: Daemon, tmp_path: Path, journald: Journald) -> None:
     spec = write_spec(tmp_path / "macvland.yaml", lab)
     lab.add_netns("db")
-    daemon = Daemon(lab, spec, {}, wrap=["nsenter", f"--mount={journald.mount_namespace}"],
-                    log="journal")
-    try:
-        def record(message_id: str, **fields: str) -> dict[str, Any] | None:
-            for r in journald.records():
-                if r.get("MESSAGE_ID") == message_id and fields.items() <= r.items():
-                    return r
-            return None
+    daemon.start(spec, extra=["--log", "journal"],
+                 wrap=["nsenter", f"--mount={journald.mount_namespace}"])
 
-        created = wait_for(lambda: record(MESSAGE_IDS["create"], MACVLAND_INTERFACE="mv-web"),
-                           "a create record")
-        assert created["MACVLAND_NETNS"] == "host"
-        assert created["MACVLAND_PARENT"] == "eth1"
-        assert created["MACVLAND_ACTION"] == "create"
-        assert created["MACVLAND_TRIGGER"] == "startup"
-        accepted = record(MESSAGE_IDS["spec-accepted"])
-        assert accepted is not None
-        assert created["MACVLAND_SPEC_SHA256"] == accepted["MACVLAND_SPEC_SHA256"]
-        assert len(created["MACVLAND_SPEC_SHA256"]) == 64
-        assert created["MESSAGE"] == "mv-web: create: macvlan vepa on eth1, up"
+    def record(message_id: str, **fields: str) -> dict[str, Any] | None:
+        for r in journald.records():
+            if r.get("MESSAGE_ID") == message_id and fields.items() <= r.items():
+                return r
+        return None
 
-        write_spec(spec, lab, mode="private")
-        changed = wait_for(lambda: record(MESSAGE_IDS["change"], MACVLAND_INTERFACE="mv-web"),
-                           "an in-place change record")
-        assert (changed["MACVLAND_FIELD"], changed["MACVLAND_OLD"], changed["MACVLAND_NEW"]) \
-            == ("mode", "vepa", "private")
-        assert changed["MACVLAND_TRIGGER"] == "spec change"
-        assert changed["MESSAGE"] == "mv-web: mode vepa -> private (in place)"
+    created = daemon.wait_for(
+        lambda: record(MESSAGE_IDS["create"], MACVLAND_INTERFACE="mv-web"), "a create record")
+    assert created["MACVLAND_NETNS"] == "host"
+    assert created["MACVLAND_PARENT"] == "eth1"
+    assert created["MACVLAND_ACTION"] == "create"
+    assert created["MACVLAND_TRIGGER"] == "startup"
+    accepted = record(MESSAGE_IDS["spec-accepted"])
+    assert accepted is not None
+    assert created["MACVLAND_SPEC_SHA256"] == accepted["MACVLAND_SPEC_SHA256"]
+    assert len(created["MACVLAND_SPEC_SHA256"]) == 64
+    assert created["MESSAGE"] == "mv-web: create: macvlan vepa on eth1, up"
 
-        lab.ip("link", "set", "mv-web", "type", "macvlan", "mode", "bridge")
-        drift = wait_for(lambda: record(MESSAGE_IDS["drift-corrected"],
-                                        MACVLAND_INTERFACE="mv-web"), "a drift correction")
-        assert (drift["MACVLAND_FIELD"], drift["MACVLAND_OLD"], drift["MACVLAND_NEW"]) \
-            == ("mode", "bridge", "private")
-        assert drift["MACVLAND_TRIGGER"] == "drift"
+    write_spec(spec, lab, mode="private")
+    changed = daemon.wait_for(
+        lambda: record(MESSAGE_IDS["change"], MACVLAND_INTERFACE="mv-web"),
+        "an in-place change record")
+    assert (changed["MACVLAND_FIELD"], changed["MACVLAND_OLD"], changed["MACVLAND_NEW"]) \
+        == ("mode", "vepa", "private")
+    assert changed["MACVLAND_TRIGGER"] == "spec change"
+    assert changed["MESSAGE"] == "mv-web: mode vepa -> private (in place)"
 
-        spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
-        rejected = wait_for(lambda: record(MESSAGE_IDS["spec-rejected"]), "a rejected spec")
-        assert rejected["PRIORITY"] == "3"
-        assert f"{spec}:4:11: interfaces[0].mode: 'brige'" in rejected["MESSAGE"]
-        assert "interfaces[0]: missing required key 'parent'" in rejected["MESSAGE"]
-        assert rejected["MACVLAND_SPEC_SHA256"] != created["MACVLAND_SPEC_SHA256"]
-    finally:
-        assert daemon.stop() == 0
+    lab.ip("link", "set", "mv-web", "type", "macvlan", "mode", "bridge")
+    drift = daemon.wait_for(lambda: record(MESSAGE_IDS["drift-corrected"],
+                                           MACVLAND_INTERFACE="mv-web"), "a drift correction")
+    assert (drift["MACVLAND_FIELD"], drift["MACVLAND_OLD"], drift["MACVLAND_NEW"]) \
+        == ("mode", "bridge", "private")
+    assert drift["MACVLAND_TRIGGER"] == "drift"
+
+    spec.write_text("version: 1\ninterfaces:\n  - name: mv-web\n    mode: brige\n")
+    rejected = daemon.wait_for(lambda: record(MESSAGE_IDS["spec-rejected"]), "a rejected spec")
+    assert rejected["PRIORITY"] == "3"
+    assert f"{spec}:4:11: interfaces[0].mode: 'brige'" in rejected["MESSAGE"]
+    assert "interfaces[0]: missing required key 'parent'" in rejected["MESSAGE"]
+    assert rejected["MACVLAND_SPEC_SHA256"] != created["MACVLAND_SPEC_SHA256"]
+    assert daemon.stop() == 0

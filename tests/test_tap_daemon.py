@@ -16,8 +16,8 @@ import pytest
 
 from macvland.audit import MESSAGE_IDS
 from tests.conftest import Lab
+from tests.helpers import Daemon
 from tests.test_cli import run
-from tests.test_daemon import Daemon
 
 NOBODY = pwd.getpwnam("nobody")
 WANTED = (NOBODY.pw_uid, NOBODY.pw_gid, 0o660)
