@@ -62,6 +62,22 @@ def _setuid_file(directory: str) -> None:
         os.unlink(path)
 
 
+def _open_device(path: str) -> None:
+    os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+
+
+def _change_node(path: str) -> None:
+    """What macvland does to a macvtap's /dev/tapN: chown and chmod through an O_PATH
+    descriptor (here to the owner and mode it has, so that nothing changes)."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        node = os.fstat(fd)
+        os.chown(f"/proc/self/fd/{fd}", node.st_uid, node.st_gid)
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(node.st_mode))
+    finally:
+        os.close(fd)
+
+
 def _writable_mmap() -> None:
     mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
 
@@ -85,6 +101,9 @@ def attempts(runtime_dir: str) -> dict[str, Callable[[], object]]:
         "read /proc/sys": lambda: open("/proc/sys/kernel/hostname").close(),
         "read /proc/kmsg": lambda: open("/proc/kmsg").close(),
         "open /dev/kmsg": lambda: open("/dev/kmsg").close(),
+        "open /dev/null": lambda: _open_device("/dev/null"),
+        "open /dev/net/tun": lambda: _open_device("/dev/net/tun"),
+        "chown and chmod /dev/net/tun": lambda: _change_node("/dev/net/tun"),
         "socket AF_INET": lambda: _socket(socket.AF_INET),
         "socket AF_INET6": lambda: _socket(socket.AF_INET6),
         "socket AF_PACKET": lambda: _socket(socket.AF_PACKET, socket.SOCK_RAW),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,23 @@ QUIET_WINDOW = 1.5
 """How long the log must stay unchanged to count as "the daemon did nothing"."""
 MACVLAND = str(Path(sys.executable).parent / "macvland")
 """The console script of the package under test, installed with it in the virtualenv."""
+ROOT = Path(__file__).parent.parent
+
+
+def stated_exposure() -> float:
+    """The unit's `systemd-analyze security` exposure as the README states it: a promise the
+    offline and the booted analysis both hold the unit to."""
+    found = re.search(r"`systemd-analyze security` exposure ([\d.]+)",
+                      (ROOT / "README.md").read_text())
+    assert found, "README.md states the unit's exposure"
+    return float(found[1])
+
+
+def exposure(analysis: str) -> float:
+    """The overall exposure in the output of `systemd-analyze security UNIT`."""
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", analysis)
+    assert found, analysis
+    return float(found[1])
 
 
 def wait_for(condition: Callable[[], Any], what: str, *, timeout: float = DEADLINE,
