@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,19 +12,14 @@ import pytest
 
 from macvland.cli import parser
 from tests.conftest import Lab, macvlan_info
-
-
-def macvland_binary() -> str:
-    found = shutil.which("macvland", path=os.path.dirname(sys.executable))
-    assert found, "the console script is installed with the package"
-    return found
+from tests.helpers import MACVLAND
 
 
 def run(lab: Lab, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MACVLAND_STATE_DIR": lab.state_dir}
     if config is not None:
         env["MACVLAND_CONFIG"] = str(config)
-    return subprocess.run(["ip", "netns", "exec", lab.home, macvland_binary(), *args],
+    return subprocess.run(["ip", "netns", "exec", lab.home, MACVLAND, *args],
                           capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -169,7 +163,7 @@ def test_an_unwritable_state_directory_is_a_clear_error(lab: Lab, spec_file: Pat
     lab.add_netns("db")
     env_dir = "/proc/macvland-cannot-be-here"
     result = subprocess.run(
-        ["ip", "netns", "exec", lab.home, macvland_binary(), "apply", "-c", str(spec_file)],
+        ["ip", "netns", "exec", lab.home, MACVLAND, "apply", "-c", str(spec_file)],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "MACVLAND_STATE_DIR": env_dir})
     assert result.returncode == 1

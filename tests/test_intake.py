@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from macvland.intake import (
     read_spec,
     unsafe_paths,
 )
+from tests.helpers import MACVLAND
 
 GOOD = "version: 1\ninterfaces:\n  - name: mv0\n    parent: eth1\n"
 NOBODY = 65534
@@ -190,12 +189,10 @@ def test_write_bits_on_a_read_only_mount_are_no_danger(tmp_path: Path) -> None:
     volume.mkdir()
     (volume / "macvland.yaml").write_text(GOOD)
     volume.chmod(0o777)
-    binary = shutil.which("macvland", path=os.path.dirname(sys.executable))
-    assert binary
     script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
               'exec "$2" validate -c "$1/macvland.yaml"')
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             script, "_", str(volume), binary],
+                             script, "_", str(volume), MACVLAND],
                             capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert unsafe_paths(str(volume / "macvland.yaml")) != []  # writable where it is not ro
@@ -347,10 +344,8 @@ PEAK_RSS_LIMIT_MB = 150
 
 def _validate(config: Path) -> tuple[int, str, float]:
     """Exit code, stderr and peak RSS in MB of `macvland validate -c config`."""
-    binary = shutil.which("macvland", path=os.path.dirname(sys.executable))
-    assert binary
     env = {k: v for k, v in os.environ.items() if k != "MACVLAND_MAX_SPEC_BYTES"}
-    process = subprocess.Popen([binary, "validate", "-c", str(config)], env=env,
+    process = subprocess.Popen([MACVLAND, "validate", "-c", str(config)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert process.stderr is not None
     stderr = process.stderr.read()
@@ -376,10 +371,8 @@ def test_validate_refuses_a_hostile_spec_briefly_in_bounded_memory(
 
 def _run_validate(config: Path, *args: str, env: dict[str, str] | None = None,
                   ) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("macvland", path=os.path.dirname(sys.executable))
-    assert binary
     environment = {k: v for k, v in os.environ.items() if k != "MACVLAND_MAX_SPEC_BYTES"}
-    return subprocess.run([binary, "validate", "-c", str(config), *args], capture_output=True,
+    return subprocess.run([MACVLAND, "validate", "-c", str(config), *args], capture_output=True,
                           text=True, env={**environment, **(env or {})}, timeout=60)
 
 

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.helpers import Process
+from tests.helpers import MACVLAND, Process
 from tests.test_daemon import Expect, all_there, spec_text
 
 REPO = Path(__file__).parent.parent
@@ -135,7 +135,7 @@ def test_the_configmaps_spec_validates(tmp_path: Path) -> None:
     for key, text in manifests()["ConfigMap"]["data"].items():
         path = tmp_path / key
         path.write_text(text)
-        checked = subprocess.run([BIN / "macvland", "validate", "-c", str(path)],
+        checked = subprocess.run([MACVLAND, "validate", "-c", str(path)],
                                  capture_output=True, text=True, check=False)
         assert checked.returncode == 0, checked.stderr
 
