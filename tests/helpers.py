@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def exposure(analysis: str) -> float:
     found = re.search(r"Overall exposure level for \S+: ([\d.]+)", analysis)
     assert found, analysis
     return float(found[1])
+
+
+def checkout_wheels(tmp_path_factory: pytest.TempPathFactory, *pip_args: str) -> Path:
+    """This checkout built as `pip wheel -w DIRECTORY .` (with `pip_args`) does, from a copy,
+    as a build writes into its source tree: the directory of wheels."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    shutil.copytree(ROOT / "macvland", source / "macvland",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run([Path(sys.executable).parent / "pip", "wheel", "-q", *pip_args, "-w", wheels,
+                    "."], cwd=source, check=True, capture_output=True)
+    return wheels
 
 
 def wait_for(condition: Callable[[], Any], what: str, *, timeout: float = DEADLINE,

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Lab
-from tests.helpers import wait_for
+from tests.helpers import checkout_wheels, wait_for
 from tests.test_daemon import mode_of
 
 REPO = Path(__file__).parent.parent
@@ -31,16 +30,8 @@ RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this checkout, built from a copy (a build writes into its source tree)."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source)
-    shutil.copytree(REPO / "macvland", source / "macvland",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path_factory.mktemp("wheel")
-    # The README's `pip wheel --no-deps -w dist .`, in the copy.
-    subprocess.run([BIN / "pip", "wheel", "-q", "--no-deps", "-w", out, "."], cwd=source,
-                   check=True, capture_output=True)
+    """A wheel of this checkout, as the README's `pip wheel --no-deps -w dist .` makes it."""
+    out = checkout_wheels(tmp_path_factory, "--no-deps")
     (found,) = out.glob("macvland-*.whl")
     return found
 

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.helpers import MACVLAND, Process
+from tests.helpers import MACVLAND, Process, checkout_wheels
 from tests.test_daemon import Expect, all_there, spec_text
 
 REPO = Path(__file__).parent.parent
@@ -172,14 +172,7 @@ def image_layer(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """The Containerfile's layers above the packages, as an overlay upper directory: the
     virtualenv with macvland and its dependencies (from wheels built here, the build stage's
     job) and the mount points."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source)
-    shutil.copytree(REPO / "macvland", source / "macvland",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = tmp_path_factory.mktemp("wheels")
-    subprocess.run([BIN / "pip", "wheel", "-q", "-w", wheels, "."], cwd=source, check=True,
-                   capture_output=True)
+    wheels = checkout_wheels(tmp_path_factory)
     layer = tmp_path_factory.mktemp("layer")
     (layer / "upper").mkdir()
     (layer / "work").mkdir()
