@@ -9,6 +9,7 @@ for and shows the process's output.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -48,6 +49,21 @@ def exposure(analysis: str) -> float:
     found = re.search(r"Overall exposure level for \S+: ([\d.]+)", analysis)
     assert found, analysis
     return float(found[1])
+
+
+def built_once(target: Path, build: Callable[[Path], object], lock: Path | None = None) -> Path:
+    """`target`, a directory kept across runs outside the checkout: made the first time by
+    `build(directory)`, then renamed into place whole, so a build cut short is never reused.
+    A run that needs it while another builds it waits on `lock` (TARGET.lock unless named)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock or target.with_name(target.name + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not target.is_dir():
+            building = target.with_name(target.name + ".building")
+            shutil.rmtree(building, ignore_errors=True)
+            build(building)
+            building.rename(target)
+    return target
 
 
 def checkout_wheels(tmp_path_factory: pytest.TempPathFactory, *pip_args: str) -> Path:

@@ -14,7 +14,6 @@ The tests share one container and run in order: each step is what an operator do
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from typing import Any
 import pytest
 
 from macvland.audit import MESSAGE_IDS
-from tests.helpers import exposure, stated_exposure, wait_for
+from tests.helpers import built_once, exposure, stated_exposure, wait_for
 
 pytestmark = pytest.mark.booted
 
@@ -84,27 +83,15 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _cache_lock() -> Iterator[None]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def debian_root() -> Path:
     """The Debian 12 root, built once per package list (about 30 s) and then reused."""
     packages = sorted(set(PACKAGES + _makefile_debs()))
-    root = CACHE / f"root-{SUITE}-{_key(SUITE, packages)}"
-    with _cache_lock():
-        if not root.is_dir():
-            building = root.with_name(root.name + ".building")
-            shutil.rmtree(building, ignore_errors=True)
-            subprocess.run(["mmdebstrap", "--quiet", "--variant=apt",
-                            f"--include={','.join(packages)}", SUITE, str(building)],
-                           check=True, timeout=900)
-            building.rename(root)
-    return root
+    return built_once(
+        CACHE / f"root-{SUITE}-{_key(SUITE, packages)}",
+        lambda building: subprocess.run(["mmdebstrap", "--quiet", "--variant=apt",
+                                         f"--include={','.join(packages)}", SUITE,
+                                         str(building)], check=True, timeout=900),
+        lock=CACHE / ".lock")
 
 
 def wheelhouse() -> Path:
@@ -112,26 +99,23 @@ def wheelhouse() -> Path:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     requirements = sorted([*project["project"]["dependencies"],
                            *project["build-system"]["requires"]])
-    wheels = CACHE / f"wheels-{_key(requirements)}"
-    with _cache_lock():
-        if not wheels.is_dir():
-            building = wheels.with_name(wheels.name + ".building")
-            shutil.rmtree(building, ignore_errors=True)
-            # The container's python is Debian 12's 3.11, whatever runs the tests here.
-            binary = [r for r in requirements if not r.startswith("systemd-python")]
-            source = [r for r in requirements if r.startswith("systemd-python")]
-            pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(building),
-                   "--disable-pip-version-check"]
-            subprocess.run([*pip, "--only-binary=:all:", "--python-version", "3.11",
-                            "--implementation", "cp", "--abi", "cp311", "--abi", "abi3",
-                            "--abi", "none", "--platform", "manylinux_2_28_x86_64",
-                            "--platform", "manylinux_2_17_x86_64",
-                            "--platform", "manylinux2014_x86_64", *binary],
-                           check=True, timeout=600)
-            subprocess.run([*pip, "--no-deps", "--no-binary=:all:", *source], check=True,
-                           timeout=600)
-            building.rename(wheels)
-    return wheels
+
+    def download(building: Path) -> None:
+        # The container's python is Debian 12's 3.11, whatever runs the tests here.
+        binary = [r for r in requirements if not r.startswith("systemd-python")]
+        source = [r for r in requirements if r.startswith("systemd-python")]
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(building),
+               "--disable-pip-version-check"]
+        subprocess.run([*pip, "--only-binary=:all:", "--python-version", "3.11",
+                        "--implementation", "cp", "--abi", "cp311", "--abi", "abi3",
+                        "--abi", "none", "--platform", "manylinux_2_28_x86_64",
+                        "--platform", "manylinux_2_17_x86_64",
+                        "--platform", "manylinux2014_x86_64", *binary],
+                       check=True, timeout=600)
+        subprocess.run([*pip, "--no-deps", "--no-binary=:all:", *source], check=True,
+                       timeout=600)
+
+    return built_once(CACHE / f"wheels-{_key(requirements)}", download, lock=CACHE / ".lock")
 
 
 def _cgroup_roots() -> list[Path]:

@@ -12,7 +12,6 @@ privileges) and its environment, in a throwaway namespace playing the node's net
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.helpers import MACVLAND, Process, checkout_wheels
+from tests.helpers import MACVLAND, Process, built_once, checkout_wheels
 from tests.test_daemon import Expect, all_there, spec_text
 
 REPO = Path(__file__).parent.parent
@@ -151,20 +150,14 @@ def base_root() -> Path:
         pytest.fail("mmdebstrap is missing: `make deps` installs it")
     packages = (*image().packages, "python3-venv")
     key = hashlib.sha256(" ".join((SUITE, *packages)).encode()).hexdigest()[:16]
-    root = ROOT_CACHE / f"root-{key}"
-    ROOT_CACHE.mkdir(parents=True, exist_ok=True)
-    # Another test run may be building the same root: one builds, the other waits for it.
-    with open(ROOT_CACHE / f"root-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not root.exists():
-            building = ROOT_CACHE / f"root-{key}.building"
-            shutil.rmtree(building, ignore_errors=True)
-            made = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet",
-                                   f"--include={','.join(packages)}", SUITE, str(building)],
-                                  capture_output=True, text=True, timeout=1200, check=False)
-            assert made.returncode == 0, made.stdout + made.stderr
-            os.rename(building, root)  # whole, or not there
-    return root
+
+    def build(building: Path) -> None:
+        made = subprocess.run(["mmdebstrap", "--variant=minbase", "--quiet",
+                               f"--include={','.join(packages)}", SUITE, str(building)],
+                              capture_output=True, text=True, timeout=1200, check=False)
+        assert made.returncode == 0, made.stdout + made.stderr
+
+    return built_once(ROOT_CACHE / f"root-{key}", build)
 
 
 @pytest.fixture(scope="module")
