@@ -6,6 +6,7 @@ reader's own events come from the test calling `changed()`, as the file watcher 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,15 +101,34 @@ def test_a_reload_gives_up_on_a_writer_that_keeps_writing(spec: Path) -> None:
         spec_reader.stop()
 
 
-def test_the_quiet_window_is_spent_parsing_and_the_bytes_are_parsed_once(
-        spec: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(macvland.reader, "QUIET", 2.0)  # a window long enough to look inside
+@contextlib.contextmanager
+def _window(spec: Path, monkeypatch: pytest.MonkeyPatch,
+            quiet: float) -> Iterator[tuple[SpecReader, threading.Event]]:
+    """A started reader whose quiet window is `quiet` seconds, the spec in force read."""
+    monkeypatch.setattr(macvland.reader, "QUIET", quiet)
     delivered = threading.Event()
-    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=30)
+    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=60)
     spec_reader.read_now()
     spec_reader.start()
-    caplog.set_level(logging.DEBUG, logger="macvland")
     try:
+        yield spec_reader, delivered
+    finally:
+        spec_reader.stop()
+
+
+def _rename_in(spec: Path, text: str, mode: int) -> None:
+    """An atomic save: a closed file of `mode`, renamed over the spec."""
+    staged = spec.with_name("macvland.yaml.new")
+    staged.write_text(text)
+    staged.chmod(mode)
+    staged.rename(spec)
+
+
+def test_the_quiet_window_is_spent_parsing_and_the_bytes_are_parsed_once(
+        spec: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="macvland")
+    # A window long enough to look inside.
+    with _window(spec, monkeypatch, 2.0) as (spec_reader, delivered):
         caplog.clear()
         spec.write_text(SPEC.replace("mv5", "mv9"))
         spec_reader.changed()
@@ -122,8 +142,6 @@ def test_the_quiet_window_is_spent_parsing_and_the_bytes_are_parsed_once(
         assert intake is not None and intake.desired is not None
         assert [s.name for s in intake.desired.interfaces][-1] == "mv9"
         assert _parses(caplog) == 1  # the read at the window's end found it parsed
-    finally:
-        spec_reader.stop()
 
 
 def _parses(caplog: pytest.LogCaptureFixture) -> int:
@@ -132,16 +150,9 @@ def _parses(caplog: pytest.LogCaptureFixture) -> int:
 
 def test_a_save_renamed_into_place_needs_no_quiet_window(
         spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(macvland.reader, "QUIET", 60.0)  # only the rename can explain a read
-    delivered = threading.Event()
-    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=60)
-    spec_reader.read_now()
-    spec_reader.start()
-    try:
-        staged = spec.with_name("macvland.yaml.new")
-        staged.write_text(SPEC.replace("mv5", "mv9"))
-        staged.chmod(0o600)
-        staged.rename(spec)
+    # A window of a minute: only the rename can explain a read.
+    with _window(spec, monkeypatch, 60.0) as (spec_reader, delivered):
+        _rename_in(spec, SPEC.replace("mv5", "mv9"), 0o600)
         spec_reader.changed()
         assert delivered.wait(15)
         intake = spec_reader.take()
@@ -152,25 +163,13 @@ def test_a_save_renamed_into_place_needs_no_quiet_window(
         spec.write_text(SPEC)
         spec_reader.changed()
         assert not delivered.wait(OBSERVE)
-    finally:
-        spec_reader.stop()
 
 
 def test_a_renamed_save_that_is_not_yet_safe_waits_for_its_window(
         spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # An editor renames first and sets the mode after: the rename alone is not the save.
-    monkeypatch.setattr(macvland.reader, "QUIET", 60.0)
-    delivered = threading.Event()
-    spec_reader = SpecReader(str(spec), 1 << 20, delivered.set, settle=60)
-    spec_reader.read_now()
-    spec_reader.start()
-    try:
-        staged = spec.with_name("macvland.yaml.new")
-        staged.write_text(SPEC.replace("mv5", "mv9"))
-        staged.chmod(0o666)
-        staged.rename(spec)
+    with _window(spec, monkeypatch, 60.0) as (spec_reader, delivered):
+        _rename_in(spec, SPEC.replace("mv5", "mv9"), 0o666)
         spec_reader.changed()
         assert not delivered.wait(OBSERVE)  # no rejection reported in the meantime
         assert spec_reader.take() is None
-    finally:
-        spec_reader.stop()
