@@ -58,6 +58,8 @@ _TOP_KEYS = ("version", "interfaces")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 
 _TAG = "tag:yaml.org,2002:"
+_NULL_TAG = _TAG + "null"
+_INT_TAG = _TAG + "int"
 _KINDS = {
     "null": "null",
     "bool": "boolean",
@@ -134,7 +136,7 @@ def _merge(
     items: list[_Parsed] = []
     used: ParseMemo = {}
     for filename, text in files:
-        items += _parse_file(text, _Report(filename, found), memo or {}, used)
+        items += _parse_file(text, _Report(filename, found), memo, used)
     if memo is not None:
         memo.clear()
         memo.update(used)
@@ -197,13 +199,17 @@ def _position(text: AnyStr, index: int, newline: AnyStr) -> tuple[int, int]:
 # --- text to one YAML node ----------------------------------------------------------------
 
 
-def _parse_file(text: bytes | str, report: _Report, memo: ParseMemo,
+def _parse_file(text: bytes | str, report: _Report, memo: ParseMemo | None,
                 used: ParseMemo) -> list[_Parsed]:
     """The interfaces of one spec document, as far as they parse; problems go to `report`."""
     source = text if isinstance(text, str) else _decode(text, report)
     root = _compose(source, report) if source is not None else None
     if source is None or root is None:
         return []
+    if memo is None:
+        # Nobody keeps what this parse used: no item's text is cut out to be remembered.
+        return _parse_document(root, report, lambda item, path: _parse_interface(
+            item, path, report))
     return _parse_document(root, report, lambda item, path: _parse_remembered(
         item, path, report, source, memo, used))
 
@@ -347,7 +353,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
+    return isinstance(node, ScalarNode) and node.tag == _NULL_TAG
 
 
 def _describe(node: Node) -> str:
@@ -362,13 +368,13 @@ def _describe(node: Node) -> str:
 
 def _text(node: Node) -> str:
     """A scalar as written, whatever YAML type it would resolve to (0123, off, 12:00:...)."""
-    if not isinstance(node, ScalarNode) or _is_null(node):
+    if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG:
         raise Invalid(f"expected a string, got {_describe(node)}")
     return str(node.value)
 
 
 def _integer(node: Node) -> int:
-    if not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"):
+    if not (isinstance(node, ScalarNode) and node.tag == _INT_TAG):
         raise Invalid(f"expected an integer, got {_describe(node)}")
     if not _DECIMAL.fullmatch(node.value):
         # YAML 1.1 also reads 0x5dc, 1_500, 1:30 (base 60) and 01500 (octal: 832). An MTU
@@ -434,9 +440,23 @@ _CONVERTERS = {setting.key: _converter(setting.type) for setting in SETTINGS}
 
 _DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 
+_READING: dict[str, tuple[bool, Record | None, Callable[[Node], Any], Any]] = {
+    setting.key: (isinstance(setting.type, SetOf),
+                  setting.type if isinstance(setting.type, Record) else None,
+                  _CONVERTERS[setting.key], None if setting.required else _DEFAULTS[setting.key])
+    for setting in SETTINGS}
+"""Per setting, how _parse_interface reads it (a list, a mapping, or a scalar), its
+converter, and what a bad value leaves: one lookup per key written, instead of working it
+out from the setting's type each time."""
+
 _BY_KEY = {setting.key: setting for setting in SETTINGS}
 _REQUIRED = tuple(setting.key for setting in SETTINGS if setting.required)
-_LIST_KEYS = tuple(setting.key for setting in SETTINGS if isinstance(setting.type, SetOf))
+_MODE_BOUND = {mode: frozenset(s.key for s in SETTINGS
+                               if s.item_modes is not None or mode not in s.modes)
+               for mode in Mode}
+"""Per mode, the keys _check_mode_settings has something to check for."""
+_KIND_BOUND = {kind: frozenset(s.key for s in SETTINGS if kind not in s.kinds) for kind in Kind}
+"""Per kind, the keys that kind does not have."""
 _ABSENT: dict[str, Any] = {
     setting.key: None if setting.required or isinstance(setting.type, Record)
     else (None if setting.default is None else frozenset())
@@ -660,23 +680,22 @@ def _parse_interface(node: Node, path: str, report: _Report) -> _Parsed | None:
     # Every setting is read before anything is given up on, so all its problems are reported.
     # Only the keys written are visited (a typical item writes 3 of 20); the rest are as absent.
     values: dict[str, Any] = dict(_ABSENT)
-    lists: dict[str, list[tuple[str, Node, Any]]] = {key: [] for key in _LIST_KEYS}
+    lists: dict[str, list[tuple[str, Node, Any]]] = {}  # the list settings written
     for key in _REQUIRED:
         if key not in fields.entries:
             fields.require(key, _CONVERTERS[key])  # reports it missing
     for key in fields.entries:
-        setting, convert = _BY_KEY[key], _CONVERTERS[key]
-        if isinstance(setting.type, SetOf):
+        is_list, record, convert, default = _READING[key]
+        if is_list:
             lists[key] = items = fields.get_list(key, convert)
             values[key] = frozenset(value for _, _, value in items)
-        elif isinstance(setting.type, Record):
-            values[key] = _read_record(fields, key, setting.type)
+        elif record is not None:
+            values[key] = _read_record(fields, key, record)
         else:
-            values[key] = fields.get(key, convert, _DEFAULTS[key] if not setting.required
-                                     else None)
+            values[key] = fields.get(key, convert, default)
     if "mode" not in fields.bad:
         _check_mode_settings(fields, values["mode"], lists)
-    _check_routes(fields, values["state"], lists["routes"])
+    _check_routes(fields, values["state"], lists.get("routes", []))
     if "kind" not in fields.bad:
         _check_kind_settings(fields, values["kind"])
     if values["name"] is None or values["parent"] is None:
@@ -714,6 +733,8 @@ def _read_record(fields: _Fields, key: str, record: Record) -> object:
 
 def _check_kind_settings(fields: _Fields, kind: Kind) -> None:
     """Settings that only one kind has (a macvtap's device)."""
+    if _KIND_BOUND[kind].isdisjoint(fields.entries):
+        return  # most items: nothing to report, known without a look at each key
     for key in fields.entries:
         if kind not in _BY_KEY[key].kinds:
             fields.report.at(fields.entries[key][0], fields.path_of(key),
@@ -723,6 +744,8 @@ def _check_kind_settings(fields: _Fields, kind: Kind) -> None:
 def _check_mode_settings(fields: _Fields, mode: Mode,
                          lists: dict[str, list[tuple[str, Node, Any]]]) -> None:
     """Settings, and items of list settings, that only mean something in some modes."""
+    if _MODE_BOUND[mode].isdisjoint(fields.entries):
+        return  # most items: nothing to report, known without a look at each key
     for key, (key_node, value) in fields.entries.items():
         setting = _BY_KEY[key]
         if setting.item_modes is not None:
@@ -743,6 +766,8 @@ def _check_mode_settings(fields: _Fields, mode: Mode,
 
 def _check_routes(fields: _Fields, state: State, routes: list[tuple[str, Node, Any]]) -> None:
     """Routes the kernel could not hold as written."""
+    if not routes:
+        return
     key = fields.key("routes")
     if routes and key is not None and state is State.DOWN:
         fields.report.at(key, fields.path_of("routes"), "routes need state: up (the kernel "
