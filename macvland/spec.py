@@ -599,7 +599,7 @@ class _Parsed:
         return _line(self.node)
 
     def usable(self, *keys: str) -> bool:
-        return self.bad.isdisjoint(keys)
+        return not self.bad or self.bad.isdisjoint(keys)
 
     def where(self, seen_from: _Parsed) -> str:
         """This item's place, as a message about `seen_from` names it."""
@@ -836,7 +836,9 @@ def _check_parent_wide_settings_agree(items: list[_Parsed]) -> Iterator[SpecProb
     """The kernel keeps one value per parent of these, so siblings that set one must agree."""
     for setting in _PARENT_WIDE:
         key = setting.key
-        for parent, group in _siblings(items, key).items():
+        # Only the siblings that set it can disagree: the others are not grouped at all.
+        setting_it = [item for item in items if getattr(item.spec, key) is not None]
+        for parent, group in _siblings(setting_it, key).items():
             setters = [item for item in group if getattr(item.spec, key) is not None]
             for item in setters[1:]:
                 first = setters[0]
@@ -852,7 +854,9 @@ def _check_unique_per_parent(items: list[_Parsed]) -> Iterator[SpecProblem]:
     """The kernel refuses two siblings with one value of these (a MAC)."""
     for setting in _UNIQUE_PER_PARENT:
         key = setting.key
-        for parent, group in _siblings(items, key).items():
+        # Only the siblings that set it can clash: the others are not grouped at all.
+        setting_it = [item for item in items if getattr(item.spec, key) is not None]
+        for parent, group in _siblings(setting_it, key).items():
             first: dict[object, _Parsed] = {}
             for item in group:
                 value = getattr(item.spec, key)
@@ -870,6 +874,8 @@ def _check_routes_unique_per_netns(items: list[_Parsed]) -> Iterator[SpecProblem
     """A namespace holds one route per destination, metric and table, whatever its device."""
     first: dict[tuple[object, ...], _Parsed] = {}
     for item in items:
+        if not item.spec.routes:
+            continue  # most items: no route to compare, whatever else is wrong with them
         if not item.usable("netns", "routes", "state") or item.spec.state is State.ABSENT:
             continue
         for route in sorted(item.spec.routes or (), key=str):
