@@ -335,14 +335,17 @@ def _report_duplicate_keys(root: Node, report: _Report) -> None:
                 if not isinstance(key, ScalarNode):
                     pending.extend([(key, path), (value, path)])
                     continue
-                child = _join(path, key.value)
-                if key.value in first:
-                    where = _line(first[key.value])
-                    report.at(key, child, f"duplicate key {key.value!r} (first on line {where})")
+                # A key's path is spelled only when needed: most keys are unique, with a
+                # scalar value.
+                name = key.value
+                if name in first:
+                    where = _line(first[name])
+                    report.at(key, _join(path, name),
+                              f"duplicate key {name!r} (first on line {where})")
                 else:
-                    first[key.value] = key
+                    first[name] = key
                 if not isinstance(value, ScalarNode):  # only collections hold keys
-                    pending.append((value, child))
+                    pending.append((value, _join(path, name)))
 
 
 def _join(path: str, key: str) -> str:
