@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from macvland.errors import SpecError, SpecProblem
 from macvland.intake import load_spec, read_spec
@@ -815,6 +816,37 @@ def test_python_tags_are_inert() -> None:
     problem = problems_of(text)[0]
     assert (problem.line, problem.path) == (3, "interfaces[0].name")
     assert "expected a string, got a list" in problem.message
+
+
+TAGGED = """\
+plain: [a, 0123, 0x5dc, 1_500, '1', "2", 1:30, 12:00:00:00:00:01, 1.5e3, .inf, .NaN, ~, null,
+        Null, '', yes, No, on, OFF, true, 2001-12-14, 2001-12-14t21:59:43.10-05:00, <<, =]
+repeated: [a, 'a', "a", !!str a, !!int 1, !custom a, 1, '1', ~, "~", on, 'on']
+? [complex, key]
+: {a: b, c: [d, {e: f}]}
+empty:
+"""
+
+
+def tags_of(node: yaml.Node | None) -> list[object]:
+    assert node is not None
+    if isinstance(node, yaml.ScalarNode):
+        return [(node.tag, node.value)]
+    if isinstance(node, yaml.SequenceNode):
+        return [node.tag, *(tag for item in node.value for tag in tags_of(item))]
+    return [node.tag, *(tag for key, value in node.value
+                        for tag in [*tags_of(key), *tags_of(value)])]
+
+
+def test_the_parser_resolves_every_tag_as_the_safe_loader_does() -> None:
+    # The parser's loader resolves each distinct scalar once: the same text, plain or quoted,
+    # and the same text under another kind of node, must still get the safe loader's tags.
+    from macvland.spec import _FAST_LOADER
+
+    expected = tags_of(yaml.compose(TAGGED, Loader=yaml.SafeLoader))
+    assert tags_of(yaml.compose(TAGGED, Loader=_FAST_LOADER)) == expected
+    assert ("tag:yaml.org,2002:int", "0123") in expected  # the text is varied enough
+    assert ("tag:yaml.org,2002:str", "0123") not in expected
 
 
 def test_aliases_are_followed() -> None:
