@@ -246,11 +246,13 @@ def _ifname_problem(name: str) -> str | None:
         return "it is empty"
     if name in (".", ".."):
         return "'.' and '..' are reserved"
-    if not _PLAIN_IFNAME.fullmatch(name):  # the common case, checked fast
+    if _PLAIN_IFNAME.fullmatch(name):  # the common case, checked fast
+        size = len(name)  # ASCII: a byte per character
+    else:
         bad = next((c for c in name if c in "/:" or c.isspace() or not c.isprintable()), None)
         if bad is not None:
             return f"it contains {bad!r}"
-    size = len(name.encode("utf-8"))
+        size = len(name.encode("utf-8"))
     if size >= _IFNAMSIZ:
         return f"it is {size} bytes long, and at most {_IFNAMSIZ - 1} fit"
     return None

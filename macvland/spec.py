@@ -549,9 +549,10 @@ class _Fields:
 
     def get(self, key: str, convert: Callable[[Node], _T], default: _T) -> _T:
         """The converted value, or `default` when the key is absent or its value is bad."""
-        node = self.value(key)
-        if node is None:
+        entry = self.entries.get(key)  # not self.value(key): this is called for every value
+        if entry is None:
             return default
+        node = entry[1]
         try:
             return convert(node)
         except Invalid as exc:
