@@ -57,6 +57,9 @@ def store(source: SpecSource, desired: DesiredState, state_dir: str) -> None:
     path = os.path.join(state_dir, FILE)
     staged = f"{path}.{os.getpid()}"
     try:
+        # Made here when missing: on a host where the daemon has never run, /run/macvland
+        # does not exist, and without it no one-shot command would ever find a kept parse.
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
         if not _private(os.stat(state_dir)):
             return
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

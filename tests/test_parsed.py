@@ -52,6 +52,15 @@ def test_other_bytes_are_parsed_again(spec: Path, state: Path,
     assert again == parse_source(read_spec(str(spec)))
 
 
+def test_a_missing_state_directory_is_made_private(spec: Path, tmp_path: Path) -> None:
+    """Where the daemon never ran, the first one-shot command makes the directory, so that
+    the next one finds the parse."""
+    state = tmp_path / "run" / "macvland"
+    load_spec(str(spec), state_dir=str(state))
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert parsed.load(read_spec(str(spec)), str(state)) == parse_source(read_spec(str(spec)))
+
+
 def test_the_same_bytes_under_another_name_are_parsed_again(
         spec: Path, state: Path, tmp_path: Path) -> None:
     load_spec(str(spec), state_dir=str(state))
