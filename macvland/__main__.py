@@ -1,5 +1,3 @@
-import sys
+from macvland.cli import entry
 
-from macvland.cli import main
-
-sys.exit(main())
+entry()

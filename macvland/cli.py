@@ -7,11 +7,12 @@ found something to change.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from macvland.errors import MacvlandError, SpecError
 
@@ -421,5 +422,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def entry() -> NoReturn:
+    """The console script: `main`, and for a one-shot command a short process's shortcuts.
+
+    Such a command lives for a fraction of a second and makes no garbage that needs the
+    cycle collector, which would only walk its tens of thousands of objects again and again;
+    and at exit the interpreter would collect and free them all once more. Together that is
+    about a quarter of what `plan` costs at 1,000 interfaces, so a one-shot command runs
+    without the collector and, its output flushed, leaves by os._exit. The daemon keeps both.
+    """
+    daemon = sys.argv[1:2] == ["run"]
+    if daemon:
+        sys.exit(main())
+    gc.disable()
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass  # the reader went away, as in main: not an error of ours
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
