@@ -211,3 +211,34 @@ def test_validate_imports_neither_netlink_nor_the_daemon(tmp_path: Path) -> None
                 "watchdog", "json", "logging", "shutil"}
     assert "macvland.spec" in loaded
     assert loaded & unneeded == set()
+
+
+def test_a_one_shot_command_flushes_its_whole_output_before_it_leaves() -> None:
+    """One-shot commands leave by os._exit (cli.entry): what they print must be out first,
+    through a pipe as well as to a terminal."""
+    result = subprocess.run([MACVLAND, "schema"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["title"]
+    assert result.stderr == ""
+
+
+def test_a_one_shot_command_whose_reader_is_gone_exits_quietly(tmp_path: Path) -> None:
+    """`macvland plan | head -1`: a closed pipe is not an error, and no traceback shows."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run([MACVLAND, "schema"], stdout=write, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_a_one_shot_exit_code_survives_the_quick_exit(tmp_path: Path) -> None:
+    spec = tmp_path / "macvland.yaml"
+    spec.write_text("version: 1\ninterfaces: [{name: mv0}]\n")
+    result = subprocess.run([MACVLAND, "validate", "-c", str(spec)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert "missing required key 'parent'" in result.stderr
