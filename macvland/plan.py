@@ -164,12 +164,19 @@ def plan(desired: DesiredState, observed: ObservedState, memo: PlanMemo | None =
     planner = _Planner(desired, observed, memo.decided if memo is not None else {})
     verdicts = tuple(planner.visit(spec) for spec in sorted(desired.interfaces, key=_sort_key))
     planner.delete_orphans()
-    ops = sorted(planner.ops, key=lambda op: op.phase)  # stable: keeps per-link order
+    ops = sorted(planner.ops, key=_order)  # stable: keeps per-link order
     result = Plan(tuple(ops), verdicts)
     if memo is not None:
         memo.decided = planner.decided
         memo.last = (desired, observed, result)
     return result
+
+
+def _order(op: Operation) -> tuple[int, bool]:
+    """By phase; among the creates, those of a chosen ifindex (macvtaps) first. The kernel
+    numbers the others itself, with the next free number, which may be one chosen here: sent
+    first, the chosen number is taken, and the kernel's own choice passes over it."""
+    return op.phase, not (isinstance(op, Create) and op.ifindex is not None)
 
 
 def _same_kernel(a: ObservedState, b: ObservedState) -> bool:

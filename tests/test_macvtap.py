@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from macvland.model import OWNER_ALIAS, Flag, Kind, MacvlanSpec, Mode, TapAccess
+from macvland.ops import Create
 from tests.conftest import Lab, macvlan_info
 
 
@@ -50,6 +51,23 @@ def test_a_macvtap_is_made_with_its_settings_and_queues(lab: Lab, where: str) ->
     assert (link["num_tx_queues"], link["num_rx_queues"], link["mtu"]) == (4, 2, 1400)
     assert link["ifalias"] == OWNER_ALIAS
     assert lab.reconcile(want).plan.operations == ()
+
+
+def test_macvtaps_and_macvlans_made_together_all_come_in_one_pass(lab: Lab) -> None:
+    """A macvtap is made with a number chosen for its /dev/tapN, the lowest free one; the
+    kernel numbers a macvlan made in the same batch with its next one, which in a namespace
+    that never lost a link is the same. The macvtaps go first, so the kernel passes over
+    their numbers (before, the first macvtap's create failed with EEXIST)."""
+    lab.add_veth("eth3")
+    specs = [MacvlanSpec(name=f"mv{n}", parent="eth1") for n in range(4)]
+    taps = [tap(f"tap{n}", parent="eth3" if n else "eth2") for n in range(2)]
+    result = converge(lab, *specs, *taps)
+    assert not [o for o in result.outcomes if not o.ok]
+    chosen = {op.name: op.ifindex for op in result.plan.operations
+              if isinstance(op, Create) and op.ifindex is not None}
+    assert chosen.keys() == {"tap0", "tap1"}
+    links = lab.links()
+    assert {name: links[name]["ifindex"] for name in chosen} == chosen
 
 
 def test_a_macvtap_changes_mode_and_source_macs_in_place(lab: Lab) -> None:
