@@ -9,11 +9,21 @@ import pytest
 
 from macvland.apply import apply
 from macvland.errors import KernelError
-from macvland.model import OWNER_ALIAS, Flag, MacvlanSpec, Mode, State
+from macvland.model import OWNER_ALIAS, Flag, Kind, MacvlanSpec, Mode, State
 from macvland.nla import IFLA_MTU, u32
 from macvland.ops import Change, Create, Delete, Move
 from macvland.plan import Condition
-from macvland.rtnl import RTM_NEWLINK, ifinfo
+from macvland.rtnl import (
+    _LINK_FRAME,
+    IFLA_EXT_MASK,
+    RTEXT_FILTER_SKIP_STATS,
+    RTM_GETLINK,
+    RTM_NEWLINK,
+    _LinkDecoder,
+    decode_link,
+    ifinfo,
+)
+from macvland.settings import LINK_SETTINGS
 from tests.conftest import Lab, macvlan_info
 
 MACS = frozenset({"02:00:00:00:00:01", "02:00:00:00:00:02"})
@@ -366,3 +376,28 @@ def test_a_namespace_gone_between_plan_and_apply_is_named_in_the_error(lab: Lab)
     [outcome] = apply((Create(spec("mv0", netns=gone), parent),), lab.namespaces)
 
     assert str(outcome.error) == f"netns /run/netns/{gone}: does not exist"
+
+
+def test_a_dump_read_by_shapes_equals_one_read_by_walking(lab: Lab) -> None:
+    """decode_link reads a message of a shape it has seen by that shape; on a real mixed
+    dump (every mode, a macvtap, owned and foreign macvlans, source MACs, veths, lo, and a
+    macvlan whose parent is in another namespace) that must read exactly what a walk does."""
+    lab.add_veth("eth3")
+    lab.add_veth("eth4")
+    target = lab.add_netns("t")
+    converge(lab, spec("mv-bridge", mtu=1400), spec("mv-vepa", mode=Mode.VEPA),
+             spec("mv-private", mode=Mode.PRIVATE), spec("mv-source", mode=Mode.SOURCE),
+             spec("mv-pass", parent="eth3", mode=Mode.PASSTHRU),
+             spec("tap0", parent="eth4", kind=Kind.MACVTAP),
+             spec("mv-there", parent="eth2", netns=target))
+    lab.ip("link", "add", "foreign0", "link", "eth2", "type", "macvlan", "mode", "bridge")
+    request = ifinfo() + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+    for netns in (None, target):
+        bodies = [bytes(b) for b in lab.namespaces.socket(netns).dump(RTM_GETLINK, request)]
+        shared = _LinkDecoder(_LINK_FRAME, (a for _, a in LINK_SETTINGS))
+        for _ in range(2):  # the second time, every message is of a shape seen
+            for body in bodies:
+                walked = _LinkDecoder(_LINK_FRAME, (a for _, a in LINK_SETTINGS)).decode(body)
+                assert shared.decode(body) == walked
+        assert len(shared.shapes) < len(bodies) or netns == target
+    assert decode_link(bodies[-1]).name in {"mv-there", "lo"}

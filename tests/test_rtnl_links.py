@@ -7,7 +7,16 @@ import pytest
 
 from macvland.model import DEFAULT_BC_CUTOFF, Flag, Kind, MacvlanSpec, Mode
 from macvland.nla import string
-from macvland.rtnl import IFLA_IFNAME, LINK_KEYS, decode_link, ifinfo, link_attrs
+from macvland.rtnl import (
+    _LINK_FRAME,
+    IFLA_IFALIAS,
+    IFLA_IFNAME,
+    LINK_KEYS,
+    _LinkDecoder,
+    decode_link,
+    ifinfo,
+    link_attrs,
+)
 from macvland.settings import LINK_SETTINGS, SETTINGS, Update
 
 SPECS = [
@@ -48,3 +57,52 @@ def test_every_in_place_setting_goes_out_in_the_link_request() -> None:
     for setting in SETTINGS:
         if setting.update is Update.IN_PLACE:
             assert setting.netlink is not None or setting.key == "state", setting.key
+
+
+IFLA_QDISC = 6
+
+
+# --- the decoder's shapes: a message like one seen before is read without a walk ---------
+
+def _fresh() -> _LinkDecoder:
+    return _LinkDecoder(_LINK_FRAME, (a for _, a in LINK_SETTINGS))
+
+
+def _macvlan_body(name: str, kind: str = "macvlan", alias: str | None = None) -> bytes:
+    mode = next(a for s, a in LINK_SETTINGS if s.key == "mode")
+    own = string(IFLA_IFALIAS, alias) if alias else b""
+    return ifinfo(7, True) + string(IFLA_IFNAME, name) + own + link_attrs(
+        [(mode, Mode.VEPA)], kind, True)
+
+
+def test_a_known_shape_reads_what_a_walk_reads() -> None:
+    decoder = _fresh()
+    first = decoder.decode(_macvlan_body("mv0"))
+    assert len(decoder.shapes) == 1
+    again = decoder.decode(_macvlan_body("mv1"))  # same shape: read by it
+    assert len(decoder.shapes) == 1
+    assert again == _fresh().decode(_macvlan_body("mv1")) != first
+    assert (again.name, again.kind, again.value("mode")) == ("mv1", "macvlan", Mode.VEPA)
+
+
+def test_another_kind_of_the_same_shape_is_walked() -> None:
+    """"macvlan" and "nlmon00" are as long: the headers match, the kind read does not, and
+    another kind's IFLA_INFO_DATA must not be read as a macvlan's."""
+    decoder = _fresh()
+    decoder.decode(_macvlan_body("mv0"))
+    other = decoder.decode(_macvlan_body("mv1", kind="nlmon00"))
+    assert (other.kind, other.value("mode")) == ("nlmon00", None)
+    assert decoder.decode(_macvlan_body("mv2")).value("mode") == Mode.VEPA
+
+
+def test_a_message_with_other_headers_at_the_same_size_is_walked() -> None:
+    """Same size, same first header, but a qdisc where the other had its alias: the shape
+    learned from the first must not read the second's qdisc as an alias."""
+    decoder = _fresh()
+    assert decoder.decode(_macvlan_body("mv0", alias="macvland")).alias == "macvland"
+    with_qdisc = _macvlan_body("mv0", alias="macvland").replace(
+        string(IFLA_IFALIAS, "macvland"), string(IFLA_QDISC, "noqueue!"))
+    assert len(with_qdisc) == len(_macvlan_body("mv0", alias="macvland"))
+    read = decoder.decode(with_qdisc)
+    assert read == _fresh().decode(with_qdisc)
+    assert (read.alias, read.value("mode")) == (None, Mode.VEPA)
