@@ -354,7 +354,6 @@ class _LinkDecoder:
         self.driver = [(slot, a.absent) for slot, a in enumerate(attrs)
                        if a.macvlan and a.absent != a.format.empty]
         """What differs for a macvlan or macvtap, whose data leaves out what is unchanged."""
-
         self.shapes: dict[tuple[int, bytes], _Shape] = {}
 
     def decode(self, body: bytes | memoryview) -> RawLink:
@@ -370,7 +369,6 @@ class _LinkDecoder:
         return RawLink(index, name if name is not None else f"if{index}", bool(flags & IFF_UP),
                        alias, link, netnsid, kind, group, tuple(values[self.frame:self.end]))
 
-
     def _walked(self, data: bytes, key: tuple[int, bytes]) -> list[Any]:
         """Every slot, by walking the attributes; the message's shape is learned on the way."""
         values = self.plain.copy()
@@ -381,8 +379,7 @@ class _LinkDecoder:
         kind = None
         linkinfo = values[self.linkinfo]
         if linkinfo is not None:
-            whole &= _walk(data, linkinfo[0], linkinfo[1], self.info, values, headers,
-                                  reads)
+            whole &= _walk(data, linkinfo[0], linkinfo[1], self.info, values, headers, reads)
             kind = values[self.kind]
             if kind in DRIVER_KINDS:
                 for slot, value in self.driver:
@@ -390,7 +387,7 @@ class _LinkDecoder:
                 info_data = values[self.info_data]
                 if info_data is not None:
                     whole &= _walk(data, info_data[0], info_data[1], self.data, values,
-                                          headers, reads)
+                                   headers, reads)
         if whole:
             if len(self.shapes) >= _SHAPES:
                 self.shapes.clear()
