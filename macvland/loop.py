@@ -30,7 +30,16 @@ from macvland.apply import Outcome
 from macvland.errors import MacvlandError, SpecError
 from macvland.intake import DEFAULT_MAX_BYTES, DEFAULT_SETTLE
 from macvland.ledger import Ledger
-from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Netns, ObservedState, State
+from macvland.model import (
+    DesiredState,
+    Key,
+    Kind,
+    MacvlanSpec,
+    Netns,
+    ObservedState,
+    State,
+    netns_label,
+)
 from macvland.netns import Namespaces
 from macvland.observe import LinkCache
 from macvland.ops import (
@@ -623,7 +632,7 @@ def _put_back(op: Operation) -> list[tuple[Key, str, str]]:
     if isinstance(op, Create):
         return [] if op.recreate else [(key, "existence", "deleted")]
     if isinstance(op, Move):
-        return [((op.target, op.name), "netns", str(op.netns))]
+        return [((op.target, op.name), "netns", netns_label(op.netns))]
     if isinstance(op, AddSourceMac | RemoveSourceMac):
         return [(key, "source_macs", _found(op.mac, isinstance(op, AddSourceMac)))]
     if isinstance(op, AddAddress | RemoveAddress):

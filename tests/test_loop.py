@@ -256,6 +256,8 @@ MOVED_ROUTE = Route(ROUTE.to, ipaddress.ip_address("192.0.2.2"))
     pytest.param(Create(MacvlanSpec("mv0", "eth1"), 2, recreate="parent eth1 -> eth2"), [],
                  id="a-recreate-is-not"),
     pytest.param(Move("red", "mv0", 5, None), [(KEY, "netns", "red")], id="a-moved-link"),
+    pytest.param(Move(None, "mv0", 5, "red"), [(("red", "mv0"), "netns", "host")],
+                 id="a-link-moved-out-of-the-host"),
     pytest.param(ChangeTap(None, "mv0", 5, ACCESS, (FieldChange("tap.owner", "root", "qemu"),
                                                     FieldChange("tap.mode", "0666", "0660"))),
                  [(KEY, "tap.owner", "root"), (KEY, "tap.mode", "0666")], id="tap-access"),
