@@ -3,10 +3,11 @@
 In-process, `reconcile()` without a link cache (one dump per namespace, as `macvland apply`
 does): median time and netlink writes. The daemon's own pass after a SIGHUP (from link tables
 kept by events), from its --verbose line. And the one-shot commands as processes: `macvland
-validate` of an empty spec (the CLI's start-up), and `macvland plan` with nothing to do, at N
-and with an empty spec (the difference is the one-shot's cost of N). The package's bytecode is
-compiled first, so that no run pays for compiling it (PYTHONDONTWRITEBYTECODE would make
-every one of them do so).
+validate` of an empty spec (the CLI's start-up), beside the same Python starting and doing
+nothing (what no command can go below, and how fast this machine is), and `macvland plan` with
+nothing to do, at N and with an empty spec (the difference is the one-shot's cost of N). The
+package's bytecode is compiled first, so that no run pays for compiling it
+(PYTHONDONTWRITEBYTECODE would make every one of them do so).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import compileall
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -71,9 +73,11 @@ def measure_one_shot(s: Scenario) -> dict[str, Any]:
         return 1000 * statistics.median(walls)
 
     in_home = ["ip", "netns", "exec", s.lab.home, binary]
+    interpreter = median_wall([sys.executable, "-c", "pass"], 0)
     startup = median_wall([binary, "validate", "-c", str(empty)], 0)
     plan_empty = median_wall(["ip", "netns", "exec", s.lab.bare, binary, "plan", "-c",
                               str(empty)], 0)
     plan_n = median_wall([*in_home, "plan", "-c", str(s.daemon.spec)], 0)
-    return {"validate_empty_ms": startup, "plan_empty_ms": plan_empty, "plan_ms": plan_n,
+    return {"interpreter_ms": interpreter, "validate_empty_ms": startup,
+            "plan_empty_ms": plan_empty, "plan_ms": plan_n,
             "above_startup_ms": plan_n - plan_empty, "reps": reps}

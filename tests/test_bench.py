@@ -51,7 +51,8 @@ def test_bench_smoke_run_reports_every_measurement_and_leaves_nothing_behind(
         assert s["converge"]["parse_median_ms"] is not None  # the daemon logs its own parse
         assert s["noop"]["writes"] == 0
         assert s["noop"]["daemon_writes"] == 0
-        assert s["noop"]["one_shot"]["validate_empty_ms"] > 0
+        one_shot = s["noop"]["one_shot"]
+        assert one_shot["interpreter_ms"] > 0 and one_shot["validate_empty_ms"] > 0
         assert [c["field"] for c in s["change"]] == ["mtu", "mode"]
         assert all(c["writes"] >= 1 for c in s["change"])
         assert s["repair"]["reps"] == 4
