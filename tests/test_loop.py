@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import math
 import threading
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,16 @@ import pytest
 
 from macvland.apply import Outcome
 from macvland.ledger import Ledger
-from macvland.loop import Backoff, Burst, Daemon, FightGuard, Wakeup, _changed_names, _put_back
+from macvland.loop import (
+    Backoff,
+    Burst,
+    Daemon,
+    FightGuard,
+    Wakeup,
+    _changed_names,
+    _freeze_survivors,
+    _put_back,
+)
 from macvland.model import DesiredState, MacvlanSpec, Mode, ObservedState, Route, TapAccess
 from macvland.netns import Namespaces
 from macvland.ops import (
@@ -382,3 +393,23 @@ def test_a_record_says_what_differed_not_which_events_came(
     daemon._changed = changed
     daemon._unfinished = frozenset({"mv-new"})  # pending or failing after the last pass
     assert daemon._why(Create(MacvlanSpec(name, "eth1"), 2), triggers) == why
+
+
+class _Cyclic:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_pass_freezes_its_survivors_and_a_thaw_collects_their_cycles() -> None:
+    try:
+        survivor = _Cyclic()
+        alive = weakref.ref(survivor)
+        _freeze_survivors(thaw=False)
+        assert gc.get_freeze_count() > 0
+        del survivor  # garbage now, but only a cycle: refcounting cannot free it
+        gc.collect()
+        assert alive() is not None  # frozen: no collection walks it
+        _freeze_survivors(thaw=True)  # a new spec, or a resync
+        assert alive() is None
+    finally:
+        gc.unfreeze()
