@@ -344,7 +344,7 @@ class LinkWatcher:
                 current = sock.link_at(ifindex)
                 if current is None:
                     del sub.table[ifindex]
-                else:
+                elif current != sub.table[ifindex]:
                     sub.table[ifindex] = current
         return list(sub.table.values())
 
@@ -401,9 +401,12 @@ class LinkWatcher:
                 # Operational state and carrier come and go (in batches, for a second after
                 # links are created): what the planner reads did not change.
                 changed = sub.table.get(link.ifindex) != link or kind == RTM_DELLINK
-                if kind == RTM_NEWLINK:
+                if kind == RTM_NEWLINK and changed:
+                    # An equal one stays: observe() reuses its Link, and the plan memo
+                    # reuses a plan while every Link object is the same (an unchanged
+                    # object replaced by each carrier event meant a plan from scratch).
                     sub.table[link.ifindex] = link
-                else:
+                elif kind == RTM_DELLINK:
                     sub.table.pop(link.ifindex, None)
             relevant |= changed and (link.name in interest.names
                                      or link.ifindex in interest.ifindexes)

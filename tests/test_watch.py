@@ -184,3 +184,24 @@ def test_a_change_just_after_a_replaced_namespace_is_dumped_is_an_event(lab: Lab
         assert links.refresh() is True
     finally:
         links.stop()
+
+
+def test_an_event_that_changes_nothing_keeps_the_tables_object(
+        lab: Lab, watcher: tuple[LinkWatcher, list[Trigger]]) -> None:
+    # The plan memo reuses a plan while observe() hands back the same Link objects, and
+    # observe() reuses a Link while the table holds the same RawLink object.
+    links, _ = watcher
+    lab.ip("link", "add", "mv0", "link", "eth1", "up", "type", "macvlan")
+    observe(lab.namespaces, [], links)
+
+    def served() -> object:
+        links.refresh()
+        return next(link for link in links.cached(None) or [] if link.name == "mv0")
+
+    seeded = served()
+    lab.ip("link", "set", "mv0", "txqueuelen", "500")
+    assert served() is seeded
+    lab.ip("link", "set", "mv0", "mtu", "1400")
+    changed = served()
+    assert changed is not seeded and changed != seeded
+    assert table_matches_a_dump(lab, links)
