@@ -400,7 +400,7 @@ class _Cyclic:
         self.me = self
 
 
-def test_a_pass_freezes_its_survivors_and_a_thaw_collects_their_cycles() -> None:
+def test_a_frozen_cycle_stays_until_a_thaw_collects_it() -> None:
     try:
         survivor = _Cyclic()
         alive = weakref.ref(survivor)
