@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from macvland.devices import set_access
 from macvland.errors import KernelError, MacvlandError
+from macvland.frozen import frozen
 from macvland.model import DRIVER_KINDS, OWNER_ALIAS, Key, Netns, State
 from macvland.netns import Namespaces
 from macvland.nla import SOURCE_MACS, string, u32
@@ -62,7 +62,7 @@ from macvland.rtnl import (
 from macvland.settings import LINK_SETTINGS, by_key
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Outcome:
     operation: Operation
     error: MacvlandError | None = None
@@ -74,7 +74,7 @@ class Outcome:
         return self.error is None and not self.skipped
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Request:
     """One netlink request, on the socket of `netns`."""
 
@@ -236,7 +236,7 @@ class _Runner:
         return _Group(sock, group if grouped else None, list(zip(ops, errors, strict=True)))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Group:
     sock: RtnlSocket
     group: int | None

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import errno as errno_codes
 import os
-from dataclasses import dataclass
+
+from macvland.frozen import frozen
 
 
 class MacvlandError(Exception):
     """Base of every error macvland expects and reports."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpecProblem:
     """One thing wrong in a spec, with its place: file:line:col: path: message."""
 

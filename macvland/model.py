@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+
+from macvland.frozen import field, frozen
 
 # A namespace as the spec names it: None is the namespace macvland runs in ("home"), a bare
 # name is an entry under /run/netns, and an absolute path is any netns file.
@@ -45,7 +46,7 @@ def default_metric(version: int) -> int:
     return 0 if version == 4 else 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Route:
     """A unicast route through one interface, wanted or observed.
 
@@ -75,7 +76,7 @@ class Route:
         return " ".join(words)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Addresses:
     """The addresses on one interface, split by who may remove them."""
 
@@ -124,7 +125,7 @@ class State(StrEnum):
     ABSENT = "absent"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TapAccess:
     """Who may open a macvtap's character device: its owner and group (a name, or a numeric
     id) and its permission bits. None leaves that one as it is (the kernel makes the device
@@ -146,7 +147,7 @@ class TapAccess:
                 "mode": None if self.mode is None else f"{self.mode:04o}"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TapNode:
     """A /dev/tapN device node as it is, and the macvtap it belongs to."""
 
@@ -175,7 +176,7 @@ def interface_label(name: str, netns: Netns) -> str:
     return name if netns is None else f"{name} in netns {netns}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MacvlanSpec:
     """One interface as the operator wants it.
 
@@ -210,7 +211,7 @@ class MacvlanSpec:
         return (self.netns, self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DesiredState:
     interfaces: tuple[MacvlanSpec, ...] = ()
     source: str = ""
@@ -232,7 +233,7 @@ class DesiredState:
                          if spec.addresses is not None or spec.routes is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Link:
     """One network interface as the kernel reports it.
 
@@ -276,7 +277,7 @@ class Link:
         return self.is_macvlan and self.alias == OWNER_ALIAS
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ObservedState:
     """What the kernel has in every namespace that was looked at.
 

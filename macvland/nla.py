@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+
+from macvland.frozen import frozen
 
 NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF
@@ -220,7 +221,7 @@ SOURCE_MACS = _SourceMacs()
 _EMPTY = object()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@frozen(eq=False)
 class Attr:
     """A setting's attribute in an RTM_NEWLINK message."""
 

@@ -13,9 +13,9 @@ up by name and checks before touching it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from macvland.frozen import frozen
 from macvland.model import (
     IPInterface,
     MacvlanSpec,
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FieldChange:
     field: str
     old: object
@@ -49,7 +49,7 @@ class FieldChange:
         return {"field": self.field, "old": _jsonable(self.old), "new": _jsonable(self.new)}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Create:
     spec: MacvlanSpec
     parent_ifindex: int
@@ -90,7 +90,7 @@ _CREATE_LINE = tuple(s for s in SETTINGS if s.update not in (Update.IDENTITY, Up
 routes follow as operations of their own."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Delete:
     netns: Netns
     name: str
@@ -111,7 +111,7 @@ class Delete:
                 "reason": self.reason, "recreate": self.recreate}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Move:
     """Move a link to another namespace; the kernel keeps its settings but takes it down."""
 
@@ -133,7 +133,7 @@ class Move:
                 "target": self.target}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Adopt:
     """Mark an existing macvlan that the spec names as macvland's own."""
 
@@ -154,7 +154,7 @@ class Adopt:
         return {"op": "adopt", "netns": self.netns, "name": self.name, "ifindex": self.ifindex}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Change:
     """Change link and macvlan settings in place, in one request."""
 
@@ -186,7 +186,7 @@ class Change:
                 "changes": [c.to_dict() for c in self.changes]}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Item:
     """One item added to, or removed from, a set the interface carries (a source MAC, an
     address, a route): the shape of every such operation, named by `noun` and `sign`."""
@@ -216,7 +216,7 @@ class _Item:
         return str(getattr(self, self.field))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _SourceMac(_Item):
     mac: str
     link_kind: str = "macvlan"
@@ -227,19 +227,19 @@ class _SourceMac(_Item):
     suffix = " (in place)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddSourceMac(_SourceMac):
     kind = "add-source-mac"
     sign = "+"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveSourceMac(_SourceMac):
     kind = "remove-source-mac"
     sign = "-"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Address(_Item):
     address: IPInterface
 
@@ -247,13 +247,13 @@ class _Address(_Item):
     noun = field = "address"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddAddress(_Address):
     kind = "add-address"
     sign = "+"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveAddress(_Address):
     """Remove a static address the spec does not list (never one the kernel made)."""
 
@@ -266,7 +266,7 @@ def _route_dict(route: Route) -> dict[str, Any]:
             "metric": route.metric, "table": route.table}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Route(_Item):
     route: Route
 
@@ -277,13 +277,13 @@ class _Route(_Item):
         return _route_dict(self.route)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddRoute(_Route):
     kind = "add-route"
     sign = "+"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveRoute(_Route):
     """Remove one of macvland's routes (only ever one that carries its protocol number)."""
 
@@ -291,7 +291,7 @@ class RemoveRoute(_Route):
     sign = "-"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChangeRoute:
     """Give one of macvland's routes a new gateway, in one request (no moment without it)."""
 
@@ -315,7 +315,7 @@ class ChangeRoute:
                 "new": _route_dict(self.new)}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChangeTap:
     """Give a macvtap's /dev/tapN the owner, group and mode the spec asks for (chown, chmod),
     waiting for the kernel to make the node of a macvtap just created."""

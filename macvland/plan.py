@@ -25,12 +25,11 @@ No I/O happens here. The rules it encodes, and why:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
+from macvland.frozen import frozen, replace
 from macvland.model import (
     Addresses,
     DesiredState,
@@ -76,7 +75,7 @@ class Condition(StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@frozen(eq=False)
 class Verdict:
     """Where one spec interface stands, and why."""
 
@@ -102,7 +101,7 @@ class Verdict:
         return hash(self._compared())
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     operations: tuple[Operation, ...]
     verdicts: tuple[Verdict, ...]
@@ -137,7 +136,6 @@ Decision = tuple[MacvlanSpec, Link, int, Verdict, tuple[Operation, ...]]
 parent ifindex, verdict, operations)."""
 
 
-@dataclass
 class PlanMemo:
     """What a plan decided, kept by a caller (the daemon) for the next plan.
 
@@ -150,9 +148,12 @@ class PlanMemo:
     1 ms against 45). A plan's result never depends on what the memo holds.
     """
 
-    decided: dict[int, Decision] = dataclasses.field(default_factory=dict)
-    """By id of the spec entry."""
-    last: tuple[DesiredState, ObservedState, Plan] | None = None
+    __slots__ = ("decided", "last")
+
+    def __init__(self) -> None:
+        self.decided: dict[int, Decision] = {}
+        """By id of the spec entry."""
+        self.last: tuple[DesiredState, ObservedState, Plan] | None = None
 
 
 def plan(desired: DesiredState, observed: ObservedState, memo: PlanMemo | None = None) -> Plan:
@@ -386,7 +387,7 @@ class _Planner:
         self.claimed.add(source.key)
         self.ops.append(Move(source.netns, source.name, source.ifindex, spec.netns))
         # The kernel takes a link down when it changes namespace, and may renumber it.
-        moved = dataclasses.replace(source, netns=spec.netns, up=False)
+        moved = replace(source, netns=spec.netns, up=False)
         self.ops += _converge(moved, spec, None)
 
     def _parent_ifindex(self, spec: MacvlanSpec) -> int:

@@ -44,10 +44,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from macvland import audit
 from macvland.errors import SpecError
+from macvland.frozen import frozen
 from macvland.intake import DEFAULT_SETTLE, being_written, read_spec, spec_files
 from macvland.model import DesiredState
 from macvland.spec import ParseMemo, SpecSource, parse_source
@@ -68,7 +68,7 @@ _POLL = 0.1
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Intake:
     """What one read came to: a spec to put in force, or why not."""
 

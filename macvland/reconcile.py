@@ -8,9 +8,9 @@ the kernel silently ignoring a request.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 
 from macvland.apply import Outcome, apply
+from macvland.frozen import frozen
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, ObservedState
 from macvland.netns import Namespaces
@@ -19,7 +19,7 @@ from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, PlanMemo, plan
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PassResult:
     plan: Plan
     """What the pass set out to do (held interfaces' operations included, but not run)."""

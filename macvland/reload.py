@@ -17,9 +17,9 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
 
 from macvland.errors import MacvlandError
+from macvland.frozen import fields, frozen
 
 RECORD = "reload.json"
 _POLL = 0.01  # seconds between looks at the record: a pass takes ~50 ms (the debounce)
@@ -29,7 +29,7 @@ def now_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reloaded:
     """What one reload came to, as the daemon records it."""
 
@@ -51,7 +51,7 @@ def record(state_dir: str, reloaded: Reloaded) -> None:
     try:
         os.makedirs(state_dir, exist_ok=True)
         with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(asdict(reloaded), file)
+            json.dump({f.name: getattr(reloaded, f.name) for f in fields(reloaded)}, file)
         os.replace(temporary, path)
     except OSError as error:
         raise MacvlandError(f"cannot record the reload in {path}: {error.strerror or error}"

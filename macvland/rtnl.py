@@ -23,10 +23,10 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from macvland.errors import KernelError
+from macvland.frozen import frozen
 from macvland.model import DRIVER_KINDS
 from macvland.nla import (
     NLA,
@@ -229,7 +229,7 @@ LINK_KEYS = tuple(setting.key for setting, _ in LINK_SETTINGS)
 _SLOTS = {key: slot for slot, key in enumerate(LINK_KEYS)}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RawLink:
     """The attributes of one RTM_NEWLINK message that macvland reads."""
 
@@ -286,7 +286,7 @@ def _walk(data: bytes, offset: int, end: int, table: _Table, values: list[Any],
     return True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Shape:
     """Where the attributes of one message were, and what was read from where.
 
@@ -418,7 +418,7 @@ def _linkinfo(kind: str, data: tuple[tuple[Attr, object], ...]) -> bytes:
     return macvlan_info(*(a.encode(value) for a, value in data), kind=kind)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RawAddress:
     """One RTM_NEWADDR message: an address with its prefix, on the link `ifindex`."""
 
@@ -472,7 +472,7 @@ def decode_address(body: memoryview) -> RawAddress | None:
     return RawAddress(index, address, flags, proto)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RawRoute:
     """One RTM_NEWROUTE message, as far as a single-path unicast route goes."""
 

@@ -44,10 +44,9 @@ import operator
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
-from typing import Any
 
+from macvland.frozen import MISSING, fields, frozen
 from macvland.model import (
     DEFAULT_BC_CUTOFF,
     FLAG_MODE,
@@ -91,6 +90,10 @@ from macvland.nla import (
     Bits,
     Enum,
 )
+
+TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [  # noqa: RUF022 (the table first, then its parts)
     "SETTINGS", "Setting", "Update", "Kind", "ValueType", "Choice", "Integer", "Mac", "Name",
@@ -154,7 +157,7 @@ class ValueType:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Integer(ValueType):
     """A decimal integer in low..high (YAML's 0x5dc, 1_500 and 01500 are refused)."""
 
@@ -183,7 +186,7 @@ class Text(ValueType):
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Choice(Text):
     """One member of a string enum."""
 
@@ -221,7 +224,7 @@ _IFNAMSIZ = 16
 _PLAIN_IFNAME = re.compile(r"[A-Za-z0-9_.@+-]+")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Name(Text):
     """A name the kernel accepts for a net_device (dev_valid_name in net/core/dev.c)."""
 
@@ -262,7 +265,7 @@ NETNS_DIRS = ("/run/netns", "/var/run/netns")
 """Where `ip netns` keeps named namespaces; a file there is spelled by its bare name."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetnsName(Text):
     """A namespace spelled one way only, so that (netns, name) identities compare."""
 
@@ -307,7 +310,7 @@ def _netns_name_problem(name: str) -> str | None:
 _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mac(Text):
     """A unicast MAC address, in lowercase."""
 
@@ -342,7 +345,7 @@ def _ip(text: str) -> IPAddress:
         raise Invalid(f"{text!r} is not an IPv4 or IPv6 address") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Prefix(Text):
     """An address with its prefix length, as an interface carries it: 192.0.2.10/24.
 
@@ -378,7 +381,7 @@ class Prefix(Text):
         return "address/prefix (`192.0.2.10/24`, `2001:db8::10/64`)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Gateway(Text):
     """A unicast address to route through (a route's `via`)."""
 
@@ -395,7 +398,7 @@ class Gateway(Text):
         return "address"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Destination(Text):
     """A route's `to`: a prefix without host bits, a bare address (a host route), or
     `default` (the family is then its gateway's). None stands for `default`."""
@@ -428,7 +431,7 @@ class InvalidFields(Invalid):
         self.problems = problems
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SetOf(ValueType):
     """A YAML list of distinct items, as a frozenset; a repeated item is an error."""
 
@@ -441,7 +444,7 @@ class SetOf(ValueType):
         return f"list of {self.item.summary()}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Account(Text):
     """A user or group: a name, or a numeric id."""
 
@@ -469,7 +472,7 @@ class Account(Text):
 _ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FileMode(Text):
     """Permission bits written as chmod takes them: three octal digits, with or without a
     leading 0 (0660 or 660; YAML 1.1 would read an unquoted 0660 as the number 432)."""
@@ -488,7 +491,7 @@ class FileMode(Text):
         return "octal permission bits, like `0660`"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Record(ValueType):
     """A mapping of named fields, each declared like a setting (key, type, doc, required),
     made into one model value by `build`, called with the checked values of the keys that
@@ -523,7 +526,7 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
 # --- the declarations ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Setting:
     key: str
     """The YAML key, the MacvlanSpec attribute and, unless `observed` says otherwise, the

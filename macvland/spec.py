@@ -25,13 +25,12 @@ import gc
 import hashlib
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, AnyStr, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from macvland.errors import PROBLEM_LIMIT, SpecError, SpecProblem
+from macvland.frozen import frozen
 from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Mode, State, netns_label
 from macvland.settings import (
     ITEM_KEYS,
@@ -48,6 +47,13 @@ from macvland.settings import (
     kind_conflict,
     mode_conflict,
 )
+
+TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
+if TYPE_CHECKING:
+    from typing import Any, AnyStr, TypeVar
+
+    _T = TypeVar("_T")
+    _H = TypeVar("_H", bound=Hashable)
 
 __all__ = ["SPEC_VERSION", "ParseMemo", "SpecSource", "parse_source", "parse_spec"]
 
@@ -71,17 +77,13 @@ _KINDS = {
 }
 """How a scalar's resolved YAML type is named in messages."""
 
-_T = TypeVar("_T")
-_H = TypeVar("_H", bound=Hashable)
-
-
 def parse_spec(text: bytes | str, filename: str) -> DesiredState:
     """The state a spec asks for; SpecError lists every problem in it."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     return _merge([(filename, text)], filename, hashlib.sha256(data).hexdigest())
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpecSource:
     """A spec's bytes as read, before parsing: enough to tell whether it changed."""
 
@@ -151,13 +153,15 @@ def _merge(
 # --- collecting problems ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _Found:
     """Every problem counted, the first PROBLEM_LIMIT kept: a file of a million mistakes
     costs the memory of a few dozen messages, and is reported as "and N more"."""
 
-    kept: list[SpecProblem] = field(default_factory=list)
-    count: int = 0
+    __slots__ = ("count", "kept")
+
+    def __init__(self) -> None:
+        self.kept: list[SpecProblem] = []
+        self.count = 0
 
     def add(self, problem: SpecProblem) -> None:
         self.count += 1
@@ -165,12 +169,14 @@ class _Found:
             self.kept.append(problem)
 
 
-@dataclass(slots=True)
 class _Report:
     """Where the problems of one file go."""
 
-    file: str
-    found: _Found = field(default_factory=_Found)
+    __slots__ = ("file", "found")
+
+    def __init__(self, file: str, found: _Found) -> None:
+        self.file = file
+        self.found = found
 
     @property
     def count(self) -> int:
@@ -624,7 +630,7 @@ def _unknown_key(key: str, allowed: Sequence[str]) -> str:
 # --- the document -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Parsed:
     """One interface as far as it parsed, for the checks across interfaces.
 

@@ -15,7 +15,6 @@ import select
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
 from watchdog.events import (
@@ -28,6 +27,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
 from macvland.errors import NamespaceUnavailable
+from macvland.frozen import frozen
 from macvland.model import DRIVER_KINDS, Link, Netns, netns_label
 from macvland.netns import Namespaces
 from macvland.rtnl import (
@@ -186,7 +186,7 @@ def _paths(event: FileSystemEvent) -> set[str]:
     return {os.fsdecode(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Interest:
     """The links of one namespace whose events matter: by name, and by ifindex for renames."""
 

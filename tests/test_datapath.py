@@ -12,7 +12,6 @@ the same path worked for the control.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from macvland.frozen import replace
 from macvland.model import Flag, IPInterface, MacvlanSpec, Mode, Netns
 from macvland.spec import parse_spec
 from tests.conftest import Lab, ip
@@ -220,7 +220,7 @@ def test_the_host_shim_reaches_the_containers_and_back(lab: Lab) -> None:
     # containers' range through it.
     net = Topology(lab)
     example = parse_spec(SHIM_EXAMPLE.read_text(), str(SHIM_EXAMPLE)).interfaces
-    specs = [dataclasses.replace(s, netns=net.container(s.netns) if s.netns else None)
+    specs = [replace(s, netns=net.container(s.netns) if s.netns else None)
              for s in example]
     shim = next(s for s in specs if s.netns is None)
     containers = {s.netns: next(iter(s.addresses or ())).ip for s in specs if s.netns}

@@ -9,12 +9,12 @@ import math
 import threading
 import time
 import weakref
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from macvland.apply import Outcome
+from macvland.frozen import replace
 from macvland.ledger import Ledger
 from macvland.loop import (
     Backoff,

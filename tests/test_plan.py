@@ -5,7 +5,6 @@ No kernel and no I/O: every observed link is built by hand as the kernel would r
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import itertools
 import json
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from macvland.frozen import replace
 from macvland.model import (
     DEFAULT_BC_CUTOFF,
     DEFAULT_BC_QUEUE_LEN,
@@ -86,7 +86,7 @@ def link_from(spec: MacvlanSpec, ifindex: int, owned: bool = True, **overrides: 
         numtxqueues=spec.numtxqueues if spec.numtxqueues is not None else 1,
         numrxqueues=spec.numrxqueues if spec.numrxqueues is not None else 1,
     )
-    return dataclasses.replace(link, **overrides)
+    return replace(link, **overrides)
 
 
 def veth(name: str, ifindex: int, netns: Netns = None) -> Link:
@@ -353,7 +353,7 @@ CONFLICT_CASES = [
     pytest.param(link_from(spec(), 10, owned=False, parent=None, lower="if7@nsid 3"),
                  "if7@nsid 3", id="macvlan-on-foreign-lower"),
     pytest.param(veth("mv0", 10), "veth", id="veth"),
-    pytest.param(dataclasses.replace(veth("mv0", 10), alias=OWNER_ALIAS), "veth",
+    pytest.param(replace(veth("mv0", 10), alias=OWNER_ALIAS), "veth",
                  id="veth-with-owner-alias"),
 ]
 
@@ -517,7 +517,7 @@ def mixed() -> tuple[DesiredState, ObservedState]:
     links = (
         link_from(spec("a-pass", parent="eth2"), 10),
         link_from(spec("b-adopt"), 11, owned=False),
-        link_from(dataclasses.replace(macs, source_macs=frozenset({MAC_A, MAC_B})), 12),
+        link_from(replace(macs, source_macs=frozenset({MAC_A, MAC_B})), 12),
         link_from(spec("e-move", netns="red"), 13),
         link_from(spec("z-orphan"), 14),
     )
@@ -590,7 +590,7 @@ def test_plan_does_not_depend_on_spec_order() -> None:
     d, o = mixed()
     expected = plan(d, o)
     for order in itertools.permutations(d.interfaces):
-        assert plan(dataclasses.replace(d, interfaces=order), o) == expected
+        assert plan(replace(d, interfaces=order), o) == expected
 
 
 # --- describe() and to_dict() ---------------------------------------------------------------
@@ -704,29 +704,29 @@ SPEC_A = spec("mv0", mtu=1400)
 SPEC_B = spec("mv1", parent="eth2", mode=Mode.SOURCE, source_macs=frozenset({MAC_A}))
 LINK_A = link_from(SPEC_A, 10)
 LINK_B = link_from(SPEC_B, 11, parent="eth1", lower="eth1")  # on the wrong parent: recreated
-ETH2_RENUMBERED = dataclasses.replace(ETH2, ifindex=30)
+ETH2_RENUMBERED = replace(ETH2, ifindex=30)
 
 
 def with_home(*links: Link) -> ObservedState:
     state = observed(LINK_A, LINK_B)
     home = {**state.links[None], **{link.name: link for link in links}}
-    return dataclasses.replace(state, links={**state.links, None: home})
+    return replace(state, links={**state.links, None: home})
 
 
 MEMO_AFTER = {
     "nothing changed": observed(LINK_A, LINK_B),
-    "a link drifted": observed(dataclasses.replace(LINK_A, mtu=1500), LINK_B),
+    "a link drifted": observed(replace(LINK_A, mtu=1500), LINK_B),
     "a link vanished": observed(LINK_B),
-    "a link lost its alias": observed(dataclasses.replace(LINK_A, alias=None), LINK_B),
-    "a link became a veth": observed(dataclasses.replace(LINK_A, kind="veth"), LINK_B),
+    "a link lost its alias": observed(replace(LINK_A, alias=None), LINK_B),
+    "a link became a veth": observed(replace(LINK_A, kind="veth"), LINK_B),
     "the parent was renumbered": with_home(ETH2_RENUMBERED),
-    "the parent vanished": with_home(dataclasses.replace(ETH2, name="eth9")),
-    "an equal link, not the same object": observed(dataclasses.replace(LINK_A), LINK_B),
+    "the parent vanished": with_home(replace(ETH2, name="eth9")),
+    "an equal link, not the same object": observed(replace(LINK_A), LINK_B),
     "a namespace went missing": observed(LINK_A, LINK_B, missing=("blue",)),
     "a namespace became unreadable": observed(LINK_A, LINK_B, unreadable={"blue": "EPERM"}),
-    "an address appeared": dataclasses.replace(observed(LINK_A, LINK_B), addresses={
+    "an address appeared": replace(observed(LINK_A, LINK_B), addresses={
         None: {10: Addresses(frozenset({ipaddress.ip_interface("192.0.2.1/24")}))}}),
-    "the devices were looked at": dataclasses.replace(observed(LINK_A, LINK_B), taps={}),
+    "the devices were looked at": replace(observed(LINK_A, LINK_B), taps={}),
 }
 
 
@@ -744,7 +744,7 @@ def test_the_same_states_again_are_the_same_plan() -> None:
     want, state = desired(SPEC_A, SPEC_B), observed(LINK_A, LINK_B)
     memo = PlanMemo()
     first = plan(want, state, memo)
-    again = plan(want, dataclasses.replace(state), memo)  # a new observation, same Links
+    again = plan(want, replace(state), memo)  # a new observation, same Links
 
     assert again is first
     assert plan(desired(SPEC_A, SPEC_B), state, memo) is not first  # another spec object
@@ -767,7 +767,7 @@ def test_a_memo_reuses_the_decision_for_the_same_spec_and_link() -> None:
     first = plan(want, state, memo)
 
     again = plan(want, state, memo)
-    fresh = plan(desired(dataclasses.replace(SPEC_A)), state, memo)  # equal, not the same
+    fresh = plan(desired(replace(SPEC_A)), state, memo)  # equal, not the same
 
     assert again.verdicts[0] is first.verdicts[0]
     assert fresh.verdicts[0] == first.verdicts[0] and fresh.verdicts[0] is not first.verdicts[0]
@@ -842,7 +842,7 @@ def node(number: int, link_name: str | None = "mv0", owner: str = "root", uid: i
 
 
 def with_taps(state: ObservedState, *nodes: TapNode) -> ObservedState:
-    return dataclasses.replace(state, taps={n.number: n for n in nodes})
+    return replace(state, taps={n.number: n for n in nodes})
 
 
 def test_a_new_macvtap_gets_a_number_whose_device_is_free_and_then_its_access() -> None:

@@ -3,7 +3,6 @@ model it describes."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from macvland import schema
 from macvland.cli import main
+from macvland.frozen import fields
 from macvland.model import MacvlanSpec
 from macvland.settings import SETTINGS
 
@@ -34,7 +34,7 @@ def test_macvland_schema_prints_the_schema(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_spec_field_is_a_setting_and_every_setting_a_spec_field() -> None:
-    spec_fields = [f.name for f in dataclasses.fields(MacvlanSpec)
+    spec_fields = [f.name for f in fields(MacvlanSpec)
                    if f.name != "origin"]
     assert sorted(spec_fields) == sorted(s.key for s in SETTINGS)
 
