@@ -84,8 +84,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    import json
-
     from macvland.ledger import Ledger
     from macvland.netns import Namespaces
     from macvland.plan import plan
@@ -95,6 +93,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with Namespaces() as namespaces:
         p = plan(desired, observe_for(desired, namespaces, Ledger()))
     if args.json:
+        import json
+
         json.dump({"operations": [op.to_dict() for op in p.operations],
                    "verdicts": [_verdict_dict(v) for v in p.verdicts]}, sys.stdout, indent=2)
         print()

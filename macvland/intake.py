@@ -32,18 +32,38 @@ import pwd
 import stat
 
 from macvland.errors import SpecError, SpecProblem
+from macvland.frozen import frozen
 
 # The parser (and YAML) are imported where a spec is read: the CLI names this module's limits
 # in its help, and a command's start-up is most of its time.
 TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
 if TYPE_CHECKING:
     from macvland.model import DesiredState
-    from macvland.spec import SpecSource
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "DEFAULT_SETTLE", "MAX_BYTES_ENV", "being_written", "load_spec",
-    "max_bytes_from_env", "read_spec", "spec_files", "unsafe_paths",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_SETTLE",
+    "MAX_BYTES_ENV",
+    "SpecSource",
+    "being_written",
+    "load_spec",
+    "max_bytes_from_env",
+    "read_spec",
+    "spec_files",
+    "unsafe_paths",
 ]
+
+
+@frozen
+class SpecSource:
+    """A spec's bytes as read, before parsing: enough to tell whether it changed."""
+
+    path: str
+    files: tuple[tuple[str, bytes], ...]
+    sha256: str
+    problems: tuple[SpecProblem, ...] = ()
+    """Fragments that could not be read (reported with the parse's problems)."""
+
 
 DEFAULT_MAX_BYTES = 4 << 20
 """4 MiB: a spec of 10,000 interfaces with every setting is 1.4 MB (29,000 fit). Parsing
@@ -88,24 +108,26 @@ def load_spec(path: str, max_bytes: int = DEFAULT_MAX_BYTES,
     With `state_dir`, the bytes are read and checked as always, but a parse of exactly them
     kept there is taken instead of parsing again, and a new parse is kept (parsed.py).
     """
-    from macvland.spec import parse_source
-
     source = read_spec(path, max_bytes)
     if state_dir is None:
-        return parse_source(source)
+        return _parse(source)
     from macvland import parsed
 
     desired = parsed.load(source, state_dir)
-    if desired is None:
-        desired = parse_source(source)
+    if desired is None:  # only now the parser, and YAML (15 ms of start-up)
+        desired = _parse(source)
         parsed.store(source, desired, state_dir)
     return desired
 
 
+def _parse(source: SpecSource) -> DesiredState:
+    from macvland.spec import parse_source
+
+    return parse_source(source)
+
+
 def read_spec(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> SpecSource:
     """The spec's bytes and their hash; SpecError when they must not or cannot be read."""
-    from macvland.spec import SpecSource
-
     problems = unsafe_paths(path)
     if problems:
         raise SpecError(problems)
@@ -317,8 +339,6 @@ def _special(mode: int) -> str:
 
 def _read_directory(directory: str, max_bytes: int) -> SpecSource:
     """The fragments in name order; OSError when the directory cannot be listed."""
-    from macvland.spec import SpecSource
-
     names = _fragment_names(directory)
     if not names:
         message = "no *.yaml fragments (to manage no interfaces, add one with 'interfaces: []')"

@@ -42,7 +42,6 @@ from macvland.model import (
     netns_label,
 )
 from macvland.netns import Namespaces
-from macvland.observe import LinkCache
 from macvland.ops import (
     AddAddress,
     AddRoute,
@@ -67,6 +66,7 @@ from macvland.watch import FileWatcher, Interest, LinkWatcher, Trigger
 
 if TYPE_CHECKING:
     from macvland.metrics import Metrics
+    from macvland.observe import LinkCache
 
 Clock = Callable[[], float]
 

@@ -8,7 +8,6 @@ one that cannot be entered as unreadable; neither stops the others from being re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
 
 from macvland.devices import tap_nodes
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
@@ -24,24 +23,27 @@ from macvland.model import (
 from macvland.netns import Namespaces
 from macvland.rtnl import LINK_KEYS, RawLink, RtnlSocket
 
+TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
+if TYPE_CHECKING:  # what the callers give; nothing checks it at run time
+    from typing import Any, Protocol
 
-class LinkCache(Protocol):
-    """Link tables kept current some other way (netlink events), standing in for dumps."""
+    class LinkCache(Protocol):
+        """Link tables kept current some other way (netlink events), standing in for dumps."""
 
-    converted: dict[int, tuple[RawLink, tuple[object, ...], Link]]
-    """Links built in the last pass, by id of the RawLink they came from (see _link)."""
+        converted: dict[int, tuple[RawLink, tuple[object, ...], Link]]
+        """Links built in the last pass, by id of the RawLink they came from (see _link)."""
 
-    def refresh(self) -> bool: ...
-    def listen(self, netns: Netns, layers: bool = False) -> None:
-        """Before a namespace is read: what changes there from now on reaches the cache."""
-    def cached(self, netns: Netns) -> list[RawLink] | None: ...
-    def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
+        def refresh(self) -> bool: ...
+        def listen(self, netns: Netns, layers: bool = False) -> None:
+            """Before a namespace is read: what changes there from now on reaches the cache."""
+        def cached(self, netns: Netns) -> list[RawLink] | None: ...
+        def seed(self, netns: Netns, links: list[RawLink]) -> None: ...
 
 
-class DeviceEvents(Protocol):
-    """Events about device nodes (the daemon's inotify on /dev), read before /dev is read."""
+    class DeviceEvents(Protocol):
+        """Events about device nodes (the daemon's inotify on /dev), read before /dev is read."""
 
-    def refresh(self) -> bool: ...
+        def refresh(self) -> bool: ...
 
 
 def observe(namespaces: Namespaces, wanted: Iterable[Netns],

@@ -21,8 +21,8 @@ import os
 import pickle
 import stat
 
+from macvland.intake import SpecSource
 from macvland.model import DesiredState
-from macvland.spec import SpecSource
 
 FILE = "parsed.pickle"
 _MAX_BYTES = 64 << 20

@@ -14,9 +14,13 @@ from macvland.frozen import frozen
 from macvland.ledger import Ledger
 from macvland.model import DesiredState, Key, ObservedState
 from macvland.netns import Namespaces
-from macvland.observe import DeviceEvents, LinkCache, observe
+from macvland.observe import observe
 from macvland.ops import Create, Move, Operation
 from macvland.plan import Condition, Plan, PlanMemo, plan
+
+TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
+if TYPE_CHECKING:
+    from macvland.observe import DeviceEvents, LinkCache
 
 
 @frozen

@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from macvland.errors import PROBLEM_LIMIT, SpecError, SpecProblem
 from macvland.frozen import frozen
+from macvland.intake import SpecSource
 from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Mode, State, netns_label
 from macvland.settings import (
     ITEM_KEYS,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
     _H = TypeVar("_H", bound=Hashable)
 
-__all__ = ["SPEC_VERSION", "ParseMemo", "SpecSource", "parse_source", "parse_spec"]
+__all__ = ["SPEC_VERSION", "ParseMemo", "parse_source", "parse_spec"]
 
 SPEC_VERSION = 1
 """The only spec format this macvland reads."""
@@ -81,17 +82,6 @@ def parse_spec(text: bytes | str, filename: str) -> DesiredState:
     """The state a spec asks for; SpecError lists every problem in it."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     return _merge([(filename, text)], filename, hashlib.sha256(data).hexdigest())
-
-
-@frozen
-class SpecSource:
-    """A spec's bytes as read, before parsing: enough to tell whether it changed."""
-
-    path: str
-    files: tuple[tuple[str, bytes], ...]
-    sha256: str
-    problems: tuple[SpecProblem, ...] = ()
-    """Fragments that could not be read (reported with the parse's problems)."""
 
 
 ParseMemo = dict[tuple[object, ...], "_Parsed"]

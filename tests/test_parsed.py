@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,3 +122,17 @@ def test_nothing_is_kept_in_a_directory_others_can_write(spec: Path, state: Path
     state.chmod(0o777)
     load_spec(str(spec), state_dir=str(state))
     assert os.listdir(state) == []
+
+
+def test_a_kept_parse_loads_without_the_parser_or_yaml(spec: Path, state: Path) -> None:
+    """Importing the parser and YAML is most of what a kept parse saves a one-shot command."""
+    probe = ("import sys; from macvland.intake import load_spec; "
+             "d = load_spec(sys.argv[1], state_dir=sys.argv[2]); "
+             "print(len(d.interfaces), 'yaml' in sys.modules, 'macvland.spec' in sys.modules)")
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(spec), str(state)], text=True,
+                              capture_output=True, timeout=60, check=True).stdout.strip()
+
+    assert run() == "1 True True"  # parsed, and kept
+    assert run() == "1 False False"  # taken as kept

@@ -875,7 +875,7 @@ def test_public_surface() -> None:
     import macvland.spec
 
     assert sorted(macvland.spec.__all__) == [
-        "ParseMemo", "SPEC_VERSION", "SpecSource", "parse_source", "parse_spec"]
+        "ParseMemo", "SPEC_VERSION", "parse_source", "parse_spec"]
 
 
 ITEM = "  - name: {name}\n    parent: eth1\n    mode: {mode}\n"
