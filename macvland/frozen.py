@@ -73,17 +73,18 @@ def replace(instance: T, **changes: Any) -> T:
 
 
 def _refuse_setattr(self: object, name: str, value: object) -> None:
-    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+    raise FrozenInstanceError(f"{type(self).__name__} is frozen: cannot assign to {name!r}")
 
 
 def _refuse_delattr(self: object, name: str) -> None:
-    raise FrozenInstanceError(f"cannot delete field {name!r}")
+    raise FrozenInstanceError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[T] | None = None, /, *, eq: bool = True) -> Any:
-    """Make `cls` a frozen, slotted value class of its annotated attributes; `eq=False`
-    keeps identity's equality and hash (for a class whose instances are compared by `is`)."""
+    """Make `cls` a frozen, slotted value class whose fields are its annotated attributes
+    (every one: unannotated ones stay class attributes); `eq=False` keeps identity's
+    equality and hash (for a class whose instances are compared by `is`)."""
     if cls is None:
         return lambda later: _make(later, eq)
     return _make(cls, eq)
@@ -93,9 +94,7 @@ def _make(cls: type[T], eq: bool) -> type[T]:
     inherited: tuple[Field, ...] = getattr(cls, "__frozen_fields__", ())
     own = []
     body = dict(cls.__dict__)
-    for name, annotation in body.get("__annotations__", {}).items():
-        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
-            continue
+    for name in body.get("__annotations__", {}):
         declared = body.pop(name, MISSING)
         f = declared if isinstance(declared, Field) else Field(declared)
         f.name = name

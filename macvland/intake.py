@@ -32,7 +32,7 @@ import pwd
 import stat
 
 from macvland.errors import SpecError, SpecProblem
-from macvland.frozen import frozen
+from macvland.model import SpecSource
 
 # The parser (and YAML) are imported where a spec is read: the CLI names this module's limits
 # in its help, and a command's start-up is most of its time.
@@ -44,7 +44,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_SETTLE",
     "MAX_BYTES_ENV",
-    "SpecSource",
     "being_written",
     "load_spec",
     "max_bytes_from_env",
@@ -52,17 +51,6 @@ __all__ = [
     "spec_files",
     "unsafe_paths",
 ]
-
-
-@frozen
-class SpecSource:
-    """A spec's bytes as read, before parsing: enough to tell whether it changed."""
-
-    path: str
-    files: tuple[tuple[str, bytes], ...]
-    sha256: str
-    problems: tuple[SpecProblem, ...] = ()
-    """Fragments that could not be read (reported with the parse's problems)."""
 
 
 DEFAULT_MAX_BYTES = 4 << 20

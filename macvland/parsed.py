@@ -21,8 +21,7 @@ import os
 import pickle
 import stat
 
-from macvland.intake import SpecSource
-from macvland.model import DesiredState
+from macvland.model import DesiredState, SpecSource
 
 FILE = "parsed.pickle"
 _MAX_BYTES = 64 << 20

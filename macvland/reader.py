@@ -48,8 +48,8 @@ from collections.abc import Callable
 from macvland import audit
 from macvland.errors import SpecError
 from macvland.frozen import frozen
-from macvland.intake import DEFAULT_SETTLE, SpecSource, being_written, read_spec, spec_files
-from macvland.model import DesiredState
+from macvland.intake import DEFAULT_SETTLE, being_written, read_spec, spec_files
+from macvland.model import DesiredState, SpecSource
 from macvland.spec import ParseMemo, parse_source
 
 log = logging.getLogger("macvland")

@@ -31,8 +31,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from macvland.errors import PROBLEM_LIMIT, SpecError, SpecProblem
 from macvland.frozen import frozen
-from macvland.intake import SpecSource
-from macvland.model import DesiredState, Key, Kind, MacvlanSpec, Mode, State, netns_label
+from macvland.model import (
+    DesiredState,
+    Key,
+    Kind,
+    MacvlanSpec,
+    Mode,
+    SpecSource,
+    State,
+    netns_label,
+)
 from macvland.settings import (
     ITEM_KEYS,
     SETTINGS,

@@ -109,7 +109,7 @@ def test_repr_names_every_field() -> None:
 ])
 def test_instances_are_frozen(change: Any) -> None:
     point = Point(1)
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError, match="Point is frozen: cannot"):
         change(point)
     assert point.x == 1
 
