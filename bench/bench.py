@@ -132,6 +132,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path]:
                     layouts=[name for name in args.layouts.split(",") if name])
     if args.quick:
         config.converge_reps, config.noop_reps, config.repairs = 1, 3, 10
+        config.one_shot_reps = 5
         config.idle_s, config.prune_sample, config.settle_s = 2.0, 50, 0.3
         config.quick = True
     config.repairs = args.repairs or config.repairs

@@ -216,7 +216,9 @@ def report(results: Result) -> str:
                         "networkd", "ratio", "pass ms (+more)", "writes", "CPU s", "parse ms",
                         "apply s"], _converge_rows(scenarios)))
     parts.append(table("\n2. no-op (in-process with dumps; daemon after SIGHUP; one-shot "
-                       "commands as processes; python: the interpreter doing nothing, ms)", [
+                       "commands as processes, run in turns, medians; above: the median of "
+                       "each turn's plan at N less plan empty; python: the interpreter doing "
+                       "nothing; ms)", [
         "N", "layout", "in-process", "writes", "daemon", "writes", "python", "validate empty",
         "plan empty", "plan at N", "above"],
         [[s["n"], s["layout"], f"{n['pass_ms_median']:.1f}", n["writes"],

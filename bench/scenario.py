@@ -35,6 +35,8 @@ class Config:
     quick: bool = False
     converge_reps: int = 5
     noop_reps: int = 9
+    one_shot_reps: int = 21
+    """Turns of the one-shot commands: a process's wall time varies by tens of ms here."""
     repairs: int = 50
     """Out-of-band deletions at N >= 1,000; at most 20 below (and 2 per interface)."""
     idle_s: float = 10.0

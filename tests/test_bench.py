@@ -53,6 +53,7 @@ def test_bench_smoke_run_reports_every_measurement_and_leaves_nothing_behind(
         assert s["noop"]["daemon_writes"] == 0
         one_shot = s["noop"]["one_shot"]
         assert one_shot["interpreter_ms"] > 0 and one_shot["validate_empty_ms"] > 0
+        assert {len(walls) for walls in one_shot["walls_ms"].values()} == {one_shot["reps"]}
         assert [c["field"] for c in s["change"]] == ["mtu", "mode"]
         assert all(c["writes"] >= 1 for c in s["change"])
         assert s["repair"]["reps"] == 4
