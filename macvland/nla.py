@@ -13,7 +13,7 @@ Pure functions and frozen data over bytes; it imports nothing of macvland.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from macvland.frozen import frozen
 
@@ -104,11 +104,17 @@ class Format:
         """The whole attribute (or attributes) that carry `value`."""
         return attr(kind, self.pack(value))
 
+    fixed: tuple[str, Callable[[object], object] | None] | None = None
+    """A payload of fixed size read as one number: its struct code (native order, no size
+    prefix) and what makes the value of that number (None: the number itself). A decoder
+    reads all of a message's fixed payloads in one struct call."""
+
 
 class Number(Format):
     def __init__(self, code: str) -> None:
         self._struct = struct.Struct(code)
         self._unpack_from = self._struct.unpack_from
+        self.fixed = (code.lstrip("="), None)
 
     def pack(self, value: object) -> bytes:
         return self._struct.pack(value)
@@ -156,12 +162,16 @@ class Enum(Format):
         self._number = number
         self._values = dict(values)
         self._numbers = {value: n for n, value in values.items()}
+        self.fixed = (number.fixed[0], self._value_of) if number.fixed else None
 
     def pack(self, value: object) -> bytes:
         return self._number.pack(self._numbers[value])
 
     def unpack(self, data: bytes, start: int, end: int) -> object:
-        return self._values.get(self._number.unpack(data, start, end))  # type: ignore[call-overload]
+        return self._value_of(self._number.unpack(data, start, end))
+
+    def _value_of(self, number: object) -> object:
+        return self._values.get(number)  # type: ignore[call-overload]
 
 
 class Bits(Format):
@@ -174,13 +184,16 @@ class Bits(Format):
         self._values = dict(values)
         self._sets: dict[object, frozenset[object]] = {}
         """Each word seen so far as its set: a dump repeats a few words thousands of times."""
+        self.fixed = (number.fixed[0], self._set_of) if number.fixed else None
 
     def pack(self, value: object) -> bytes:
         assert isinstance(value, frozenset)
         return self._number.pack(sum(bit for bit, v in self._values.items() if v in value))
 
     def unpack(self, data: bytes, start: int, end: int) -> object:
-        word = self._number.unpack(data, start, end)
+        return self._set_of(self._number.unpack(data, start, end))
+
+    def _set_of(self, word: object) -> frozenset[object]:
         found = self._sets.get(word)
         if found is None:
             assert isinstance(word, int)

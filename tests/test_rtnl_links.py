@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from macvland.frozen import replace
 from macvland.model import DEFAULT_BC_CUTOFF, Flag, Kind, MacvlanSpec, Mode
 from macvland.nla import string
 from macvland.rtnl import (
@@ -31,12 +32,15 @@ SPECS = [
 ]
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_what_a_create_writes_decodes_to_the_same_settings(spec: MacvlanSpec) -> None:
+def _create_body(spec: MacvlanSpec) -> bytes:
     values = [(a, value) for setting, a in LINK_SETTINGS
               if (value := setting.wanted(spec)) is not None]
-    body = ifinfo(9, True) + string(IFLA_IFNAME, spec.name) + link_attrs(values, spec.kind, True)
-    raw = decode_link(memoryview(body))
+    return ifinfo(9, True) + string(IFLA_IFNAME, spec.name) + link_attrs(values, spec.kind, True)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_what_a_create_writes_decodes_to_the_same_settings(spec: MacvlanSpec) -> None:
+    raw = decode_link(memoryview(_create_body(spec)))
     assert (raw.ifindex, raw.name, raw.up, raw.kind) == (9, spec.name, True, spec.kind)
     absent = {"mtu": 0, "bc_cutoff": DEFAULT_BC_CUTOFF}  # what the kernel's silence means
     for key in LINK_KEYS:
@@ -83,6 +87,34 @@ def test_a_known_shape_reads_what_a_walk_reads() -> None:
     assert len(decoder.shapes) == 1
     assert again == _fresh().decode(_macvlan_body("mv1")) != first
     assert (again.name, again.kind, again.value("mode")) == ("mv1", "macvlan", Mode.VEPA)
+
+
+def _bumped(key: str, value: object) -> object:
+    """Another value of the same size in a message (a number's; names and MACs kept)."""
+    if key == "mode":
+        return Mode.PRIVATE if value is not Mode.PRIVATE else Mode.VEPA
+    if key == "flags":
+        assert isinstance(value, frozenset)
+        return frozenset(Flag) - value  # the other bits
+    return value + 1 if isinstance(value, int) else value
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_known_shape_reads_each_number_into_its_own_slot(spec: MacvlanSpec) -> None:
+    """A known shape reads all numbers of a message in one struct call: each must land in its
+    setting's slot, an enum's and a set of bits' made from it, as a walk reads them."""
+    decoder = _fresh()
+    decoder.decode(_create_body(spec))
+    other = replace(spec, name=spec.name[:-1] + "9",
+                    **{key: _bumped(key, getattr(spec, key)) for key in LINK_KEYS})
+    body = _create_body(other)
+    raw = decoder.decode(body)
+    assert len(decoder.shapes) == 1, "read by the shape learned from the first"
+    assert raw == _fresh().decode(body)
+    assert raw.name == other.name
+    for key in LINK_KEYS:
+        if getattr(spec, key) is not None:
+            assert raw.value(key) == getattr(other, key), key
 
 
 def test_another_kind_of_the_same_shape_is_walked() -> None:
