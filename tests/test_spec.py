@@ -1248,3 +1248,30 @@ def test_tap_problems_are_reported_at_their_place(
 def test_tap_access_reads_names_ids_and_octal_modes(written: str, access: TapAccess) -> None:
     (spec,) = parse(TAP + f"    tap: {written}\n")
     assert spec.tap == access
+
+
+# --- the node count: a large text is refused before it is composed --------------------------
+
+NODE_COUNTS = [
+    # (text, more than 10 nodes): a sequence and its items are a node each
+    pytest.param("[a]", False, id="few-events"),
+    pytest.param("[a,a,a,a,a]", False, id="more-events-than-nodes"),
+    pytest.param("[" + ",".join("a" * 9) + "]", False, id="at-the-limit"),
+    pytest.param("[" + ",".join("a" * 10) + "]", True, id="one-above"),
+    pytest.param("{a: [b, c], d: [e, [f]]}", False, id="nested-at-the-limit"),
+    pytest.param("{a: [b, c], d: [e, [f, g]]}", True, id="nested-one-above"),
+    pytest.param("[a, [b", False, id="broken: left to the composer"),
+]
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure"])
+@pytest.mark.parametrize(("text", "too_many"), NODE_COUNTS)
+def test_a_text_of_more_nodes_than_the_limit_is_found_without_composing_it(
+        monkeypatch: pytest.MonkeyPatch, text: str, too_many: bool, libyaml: bool) -> None:
+    from macvland import spec
+
+    monkeypatch.setattr(spec, "MAX_NODES", 10)
+    monkeypatch.setattr(spec, "_COUNT_ABOVE", 0)
+    if not libyaml:
+        monkeypatch.setattr(spec, "_FAST_LOADER", yaml.SafeLoader)
+    assert spec._too_many_nodes(text) is too_many
