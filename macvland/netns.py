@@ -12,7 +12,7 @@ import ctypes
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
 from macvland.model import Netns
@@ -32,25 +32,28 @@ def _libc_setns(fd: int, nstype: int) -> None:
 _setns: Callable[[int, int], None] = getattr(os, "setns", _libc_setns)
 
 
-def _socket_in(fd: int) -> socket.socket:
-    """A NETLINK_ROUTE socket created inside the namespace behind `fd`."""
+def _sockets_in(fds: Sequence[int]) -> list[socket.socket | BaseException]:
+    """A NETLINK_ROUTE socket created inside each namespace behind `fds`, in their order, or
+    what kept it from being made there.
+
+    One thread enters them in turn: starting a thread costs more than entering a namespace,
+    and a pass that reads ten namespaces for the first time enters all ten."""
     result: list[socket.socket | BaseException] = []
 
     def enter_and_open() -> None:
-        try:
-            _setns(fd, CLONE_NEWNET)
-            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
-                                        socket.NETLINK_ROUTE))
-        except BaseException as error:  # handed to the caller's thread below
-            result.append(error)
+        for fd in fds:
+            try:
+                _setns(fd, CLONE_NEWNET)
+                result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                            socket.NETLINK_ROUTE))
+            except BaseException as error:  # handed to the caller's thread below
+                result.append(error)
 
-    # This thread ends inside the other namespace; nothing else ever runs on it.
+    # This thread ends inside the last namespace; nothing else ever runs on it.
     thread = threading.Thread(target=enter_and_open, name="macvland-setns")
     thread.start()
     thread.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
+    return result
 
 
 class _Entry:
@@ -99,18 +102,49 @@ class Namespaces:
             raise NamespaceMissing(path) from None
         except OSError as error:
             raise NamespaceUnavailable(path, error.strerror or str(error)) from None
-        try:
-            sock = RtnlSocket(self._socket_in(netns, fd))
-        except OSError as error:
+        sock = self._sockets_in([(netns, fd)])[0]
+        if isinstance(sock, BaseException):
             os.close(fd)
-            raise NamespaceUnavailable(path, error.strerror or str(error)) from None
-        entry = self._entries[netns] = _Entry(fd, sock)
+            if isinstance(sock, OSError):
+                raise NamespaceUnavailable(path, sock.strerror or str(sock)) from None
+            raise sock
+        return self._add(netns, fd, sock)
+
+    def _add(self, netns: Netns, fd: int, sock: socket.socket) -> _Entry:
+        entry = self._entries[netns] = _Entry(fd, RtnlSocket(sock))
         return entry
 
-    def _socket_in(self, netns: Netns, fd: int) -> socket.socket:
-        if netns is None and self.home is None:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        return _socket_in(fd)
+    def enter(self, wanted: Iterable[Netns]) -> None:
+        """Open the socket of each namespace in `wanted` that has none yet, all at once.
+
+        What cannot be opened is left as it is: socket() then raises what is wrong with it.
+        """
+        opened: list[tuple[Netns, int]] = []
+        for netns in wanted:
+            if netns is None and self.home is None:
+                continue  # this process's own: no thread needed
+            entry = self._entries.get(netns)
+            try:
+                if entry is not None and _identity(self.path(netns)) == entry.identity:
+                    continue
+                opened.append((netns, os.open(self.path(netns), os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError:
+                continue
+            if entry is not None:
+                self._drop(netns)
+        if not opened:
+            return
+        for (netns, fd), sock in zip(opened, self._sockets_in(opened), strict=True):
+            if isinstance(sock, BaseException):
+                os.close(fd)
+            else:
+                self._add(netns, fd, sock)
+
+    def _sockets_in(self, where: Sequence[tuple[Netns, int]],
+                    ) -> list[socket.socket | BaseException]:
+        if [netns for netns, _ in where] == [None] and self.home is None:
+            return [socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)]
+        return _sockets_in([fd for _, fd in where])
 
     def open_event_socket(self, netns: Netns) -> tuple[socket.socket, tuple[int, int]]:
         """A new socket inside `netns` (not pooled), and the identity of the namespace file.
@@ -124,7 +158,10 @@ class Namespaces:
         except FileNotFoundError:
             raise NamespaceMissing(path) from None
         try:
-            return self._socket_in(netns, fd), _identity(fd)
+            sock = self._sockets_in([(netns, fd)])[0]
+            if isinstance(sock, BaseException):
+                raise sock
+            return sock, _identity(fd)
         finally:
             os.close(fd)
 

@@ -67,7 +67,9 @@ def observe(namespaces: Namespaces, wanted: Iterable[Netns],
     if cache is not None:
         cache.refresh()
     # Home first: the others' parents are resolved against it.
-    for netns in [None, *sorted({ns for ns in wanted if ns is not None})]:
+    order = [None, *sorted({ns for ns in wanted if ns is not None})]
+    namespaces.enter(order)
+    for netns in order:
         try:
             sock = namespaces.socket(netns)  # also notices a namespace that was replaced
             if cache is not None:

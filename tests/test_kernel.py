@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from macvland.apply import apply
-from macvland.errors import KernelError
+from macvland.errors import KernelError, NamespaceMissing
 from macvland.model import OWNER_ALIAS, Flag, Kind, MacvlanSpec, Mode, State
 from macvland.nla import IFLA_MTU, u32
 from macvland.ops import Change, Create, Delete, Move
@@ -24,7 +24,7 @@ from macvland.rtnl import (
     ifinfo,
 )
 from macvland.settings import LINK_SETTINGS
-from tests.conftest import Lab, macvlan_info
+from tests.conftest import Lab, ip, macvlan_info
 
 MACS = frozenset({"02:00:00:00:00:01", "02:00:00:00:00:02"})
 
@@ -401,3 +401,27 @@ def test_a_dump_read_by_shapes_equals_one_read_by_walking(lab: Lab) -> None:
                 assert shared.decode(body) == walked
         assert len(shared.shapes) < len(bodies) or netns == target
     assert decode_link(bodies[-1]).name in {"mv-there", "lo"}
+
+
+def test_namespaces_entered_at_once_each_get_their_own_socket(lab: Lab) -> None:
+    """enter() opens the sockets of several namespaces in one thread: each must be inside
+    its own namespace, a missing one is left to socket() to name, and a namespace replaced
+    since is entered again."""
+    named = [lab.add_netns(short) for short in ("a", "b", "c")]
+    for netns in named:
+        ip("-n", netns, "link", "add", f"v-{netns[-1]}", "type", "veth", "peer", "name", "p")
+    missing = lab.name("missing")
+    lab.namespaces.enter([None, *named, missing])
+    for netns in named:
+        assert {link.name for link in lab.namespaces.socket(netns).links()} == {
+            "lo", f"v-{netns[-1]}", "p"}
+    with pytest.raises(NamespaceMissing, match="missing"):
+        lab.namespaces.socket(missing)
+
+    stale = lab.namespaces.socket(named[0])
+    lab.del_netns(named[0])
+    lab.add_netns("a")
+    lab.namespaces.enter(named)
+    fresh = lab.namespaces.socket(named[0])
+    assert fresh is not stale
+    assert {link.name for link in fresh.links()} == {"lo"}
