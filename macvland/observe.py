@@ -8,9 +8,11 @@ one that cannot be entered as unreadable; neither stops the others from being re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 from macvland.devices import tap_nodes
 from macvland.errors import KernelError, NamespaceMissing, NamespaceUnavailable
+from macvland.frozen import fields
 from macvland.model import (
     DRIVER_KINDS,
     Addresses,
@@ -25,7 +27,7 @@ from macvland.rtnl import LINK_KEYS, RawLink, RtnlSocket
 
 TYPE_CHECKING = False  # importing typing costs 5 ms of start-up; only mypy needs it
 if TYPE_CHECKING:  # what the callers give; nothing checks it at run time
-    from typing import Any, Protocol
+    from typing import Protocol
 
     class LinkCache(Protocol):
         """Link tables kept current some other way (netlink events), standing in for dumps."""
@@ -159,9 +161,15 @@ def _relation(netns: Netns, raw: RawLink, local: Mapping[int, str],
     return parent, lower, shown_as
 
 
+_OWN_FIELDS = ("netns", "name", "ifindex", "kind", "up", "alias", "parent", "lower", "shown_as")
+_ARRANGE = itemgetter(*[(*_OWN_FIELDS, *LINK_KEYS).index(f.name) for f in fields(Link)])
+"""Link's arguments, in its fields' order, from _OWN_FIELDS' values followed by a RawLink's
+settings (LINK_KEYS' order): one call, where keywords cost twice the Link itself."""
+assert len(fields(Link)) == len(_OWN_FIELDS) + len(LINK_KEYS), "a value without a Link field"
+
+
 def _link(raw: RawLink, netns: Netns, parent: str | None, lower: str | None,
           shown_as: str) -> Link:
-    settings: dict[str, Any] = dict(zip(LINK_KEYS, raw.settings, strict=True))
-    return Link(netns, raw.name, raw.ifindex, raw.kind, raw.up, alias=raw.alias,
-                parent=parent if raw.kind in DRIVER_KINDS else None, lower=lower,
-                shown_as=shown_as, **settings)
+    return Link(*_ARRANGE((netns, raw.name, raw.ifindex, raw.kind, raw.up, raw.alias,
+                           parent if raw.kind in DRIVER_KINDS else None, lower, shown_as,
+                           *raw.settings)))

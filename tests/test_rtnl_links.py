@@ -8,6 +8,7 @@ import pytest
 from macvland.frozen import replace
 from macvland.model import DEFAULT_BC_CUTOFF, Flag, Kind, MacvlanSpec, Mode
 from macvland.nla import string
+from macvland.observe import _link
 from macvland.rtnl import (
     _LINK_FRAME,
     IFLA_IFALIAS,
@@ -138,3 +139,21 @@ def test_a_message_with_other_headers_at_the_same_size_is_walked() -> None:
     read = decoder.decode(with_qdisc)
     assert read == _fresh().decode(with_qdisc)
     assert (read.alias, read.value("mode")) == (None, Mode.VEPA)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_link_holds_each_decoded_setting_under_its_own_name(spec: MacvlanSpec) -> None:
+    """observe builds a Link by position, for speed: each value must land in its own field."""
+    raw = decode_link(memoryview(_create_body(spec)))
+    raw = replace(raw, alias="owned", link=2)
+    link = _link(raw, "ns1", "eth1", "eth1@if2", "mv@if2")
+    assert (link.netns, link.name, link.ifindex, link.kind, link.up, link.alias) == (
+        "ns1", spec.name, 9, spec.kind, True, "owned")
+    assert (link.parent, link.lower, link.shown_as) == ("eth1", "eth1@if2", "mv@if2")
+    for key in LINK_KEYS:
+        assert getattr(link, key) == raw.value(key), key
+
+
+def test_a_link_of_another_kind_has_no_parent() -> None:
+    raw = replace(decode_link(memoryview(_create_body(MacvlanSpec("mv0", "eth1")))), kind="veth")
+    assert _link(raw, None, "eth1", "eth1", "mv0").parent is None
