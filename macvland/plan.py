@@ -64,7 +64,7 @@ from macvland.ops import (
     RemoveRoute,
     RemoveSourceMac,
 )
-from macvland.settings import SETTINGS, Update, show
+from macvland.settings import SETTINGS, Setting, Update, show
 
 
 class Condition(StrEnum):
@@ -467,8 +467,8 @@ def _layer_ops(spec: MacvlanSpec, ifindex: int | None, have: Addresses,
 
 def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:
     """Why `link` cannot become `spec` in place, or None when it can."""
-    for setting in _RECREATE_CHECKS:
-        new, old = setting.wanted(spec), setting.read(link)
+    for setting, wanted, read in _RECREATE_CHECKS:
+        new, old = wanted(spec), read(link)
         if new is None or old == new:
             continue
         why = setting.recreate_when(old, new) if setting.recreate_when else None
@@ -478,20 +478,21 @@ def _recreate_reason(link: Link, spec: MacvlanSpec) -> str | None:
     return None
 
 
-def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Iterable[Operation]:
-    """In-place operations that make `link` match `spec` (nothing when it already does)."""
+def _converge(link: Link, spec: MacvlanSpec, ifindex: int | None) -> list[Operation]:
+    """In-place operations that make `link` match `spec` (none when it already does)."""
     changes = []
-    for setting in _IN_PLACE:
-        new = setting.wanted(spec)
+    for setting, wanted, read in _IN_PLACE:
+        new = wanted(spec)
         if new is None:
             continue  # left as the kernel has it
-        old = setting.read(link)
+        old = read(link)
         if old != new:
             changes.append(FieldChange(setting.key, old, new))
-    if changes:
-        yield Change(link.netns, link.name, ifindex, tuple(changes), _kind(link))
+    ops: list[Operation] = [Change(link.netns, link.name, ifindex, tuple(changes),
+                                   _kind(link))] if changes else []
     for steps in _OWN_STEPS.values():
-        yield from steps(link, spec, ifindex)
+        ops += steps(link, spec, ifindex)
+    return ops
 
 
 def _tap_changes(want: TapAccess, node: TapNode | None) -> tuple[FieldChange, ...]:
@@ -526,9 +527,12 @@ def _source_mac_steps(link: Link, spec: MacvlanSpec, ifindex: int | None) -> Ite
             yield RemoveSourceMac(link.netns, link.name, ifindex, mac, _kind(link))
 
 
-_IN_PLACE = tuple(s for s in SETTINGS if s.update is Update.IN_PLACE)
-_RECREATE_CHECKS = tuple(s for s in SETTINGS
-                         if s.update is Update.RECREATE or s.recreate_when is not None)
+_Compared = tuple[Setting, Callable[[MacvlanSpec], object], Callable[[Link], object]]
+_IN_PLACE: tuple[_Compared, ...] = tuple(
+    (s, *s.accessors()) for s in SETTINGS if s.update is Update.IN_PLACE)
+_RECREATE_CHECKS: tuple[_Compared, ...] = tuple(
+    (s, *s.accessors()) for s in SETTINGS
+    if s.update is Update.RECREATE or s.recreate_when is not None)
 _OWN_STEPS: dict[str, Callable[[Link, MacvlanSpec, int | None], Iterable[Operation]]] = {
     "source_macs": _source_mac_steps,
 }

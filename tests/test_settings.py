@@ -11,8 +11,8 @@ import pytest
 from macvland import schema
 from macvland.cli import main
 from macvland.frozen import fields
-from macvland.model import MacvlanSpec
-from macvland.settings import SETTINGS
+from macvland.model import Link, MacvlanSpec
+from macvland.settings import SETTINGS, Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,3 +42,18 @@ def test_every_spec_field_is_a_setting_and_every_setting_a_spec_field() -> None:
 def test_keys_are_unique() -> None:
     keys = [s.key for s in SETTINGS]
     assert len(keys) == len(set(keys))
+
+
+_LINK_FIELDS = {f.name for f in fields(Link)}
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.observed or s.key in _LINK_FIELDS],
+                         ids=lambda s: s.key)
+def test_a_settings_accessors_read_what_its_methods_read(setting: Setting) -> None:
+    """The planner's loops use the plain functions; they must agree with the methods (the
+    layers, which a Link does not hold, are planned on their own)."""
+    spec = MacvlanSpec("mv0", "eth1", mac="02:00:00:00:00:09", mtu=1400)
+    link = Link(None, "mv0", 7, "macvlan", False, 1500, "02:00:00:00:00:08")
+    wanted, read = setting.accessors()
+    assert wanted(spec) == setting.wanted(spec)
+    assert read(link) == setting.read(link)
