@@ -10,6 +10,7 @@ so).
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -163,13 +164,15 @@ class _Runner:
 
     def _run_wave(self, wave: list[Operation]) -> None:
         steps: dict[int, list[_Request]] = {}
+        # A namespace's file is checked once a wave, not once per link created there.
+        fd = functools.cache(self.namespaces.fd)
         for index, op in enumerate(wave):
             try:
                 if isinstance(op, ChangeTap):  # a device node, not a netlink request
                     set_access(op.ifindex, op.name, op.access)
                     steps[index] = []
                     continue
-                steps[index] = _requests(op, self.namespaces)
+                steps[index] = _requests(op, self.namespaces, fd)
             except (MacvlandError, OSError) as error:
                 self.done(op, error)
         errors: dict[int, BaseException] = {}
@@ -278,17 +281,19 @@ def _free_group() -> int:
     return random.randrange(1 << 20, 1 << 31)
 
 
-def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
-    """The netlink requests that carry out `op`, in order."""
+def _requests(op: Operation, namespaces: Namespaces, fd: Callable[[Netns], int],
+              ) -> list[_Request]:
+    """The netlink requests that carry out `op`, in order; `fd` gives a namespace's
+    descriptor."""
     match op:
         case Create(spec=spec, parent_ifindex=parent_ifindex):
             body = [string(IFLA_IFNAME, spec.name), u32(IFLA_LINK, parent_ifindex)]
             if spec.netns is not None:
                 # Created directly in its namespace: its name never meets ours.
-                body.append(u32(IFLA_NET_NS_FD, namespaces.fd(spec.netns)))
+                body.append(u32(IFLA_NET_NS_FD, fd(spec.netns)))
             # Every setting that is an attribute, those fixed at creation (queues) too.
-            body.append(link_attrs([(a, value) for setting, a in LINK_SETTINGS
-                                    if (value := setting.wanted(spec)) is not None],
+            body.append(link_attrs([(a, value) for wanted, a in _CREATED
+                                    if (value := wanted(spec)) is not None],
                                    spec.kind, info=True))
             return [
                 _Request(None, RTM_NEWLINK,
@@ -303,7 +308,7 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
             return [_Request(netns, RTM_DELLINK, ifinfo(ifindex))]
         case Move(netns=netns, ifindex=ifindex, target=target):
             return [_Request(netns, RTM_NEWLINK,
-                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, namespaces.fd(target)))]
+                             ifinfo(ifindex) + u32(IFLA_NET_NS_FD, fd(target)))]
         case Adopt(netns=netns, ifindex=ifindex):
             return [_Request(netns, RTM_NEWLINK, ifinfo(ifindex) + _OWNER)]
         case Change():
@@ -336,6 +341,8 @@ def _requests(op: Operation, namespaces: Namespaces) -> list[_Request]:
 
 
 _OWNER = string(IFLA_IFALIAS, OWNER_ALIAS)
+_CREATED = tuple((setting.accessors()[0], a) for setting, a in LINK_SETTINGS)
+"""What a create sends: each attribute's setting's value in the spec, and the attribute."""
 
 
 def _change(op: Change, index: int) -> bytes:
