@@ -152,6 +152,10 @@ def test_a_link_holds_each_decoded_setting_under_its_own_name(spec: MacvlanSpec)
     assert (link.parent, link.lower, link.shown_as) == ("eth1", "eth1@if2", "mv@if2")
     for key in LINK_KEYS:
         assert getattr(link, key) == raw.value(key), key
+    # Settings of equal values (several None) could trade places unseen: distinct ones cannot.
+    marked = _link(replace(raw, settings=tuple(f"<{key}>" for key in LINK_KEYS)), "ns1",
+                   "eth1", "eth1@if2", "mv@if2")
+    assert {key: getattr(marked, key) for key in LINK_KEYS} == {k: f"<{k}>" for k in LINK_KEYS}
 
 
 def test_a_link_of_another_kind_has_no_parent() -> None:
